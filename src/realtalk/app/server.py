@@ -1,0 +1,130 @@
+"""Builds the FastAPI application: engine endpoints, app backend, health, static page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from realtalk import __version__
+from realtalk.app import backend, engine_keys
+from realtalk.app.errors import install_error_handlers
+from realtalk.app.state import ServerState, server_state
+from realtalk.config import Settings, ensure_api_key
+from realtalk.pipeline import weights
+from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
+
+log = logging.getLogger("realtalk.server")
+
+Warmup = Callable[[ServerState], Awaitable[None]]
+ENGINE_PATH_PREFIX = "/v1/realtime"
+
+
+class SplitCORS:
+    """CORS by path: the engine's ``/v1/realtime*`` allows any origin (the key is the
+    credential, as on OpenAI's API); everything else is same-origin unless configured."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.engine = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "OpenAI-Beta"],
+            expose_headers=["Location"],
+            max_age=600,
+        )
+        self.backend = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        target = self.engine if path.startswith(ENGINE_PATH_PREFIX) else self.backend
+        await target(scope, receive, send)
+
+
+async def verify_default_models(state: ServerState) -> None:
+    """Check that the configured local models are prepared (later issues load them here)."""
+    s = state.settings
+    if s.engine != "embedded":
+        return
+    for stage, choice in (("vad", "silero-vad"), ("stt", s.stt_model), ("llm", s.llm_model),
+                          ("tts", s.tts_voice)):
+        await asyncio.to_thread(weights.resolve_model, s.model_dir, stage, choice)  # type: ignore[arg-type]
+
+
+def web_root() -> Path:
+    return Path(str(resources.files("realtalk").joinpath("web")))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = time.time,
+    key_store: EphemeralKeyStore | None = None,
+    warmup: Warmup = verify_default_models,
+) -> FastAPI:
+    """The whole server as one ASGI app. ``clock``, ``key_store`` and ``warmup`` are seams
+    for tests and for a shared store later."""
+    api_key, _ = ensure_api_key(settings)
+    state = ServerState(
+        settings=settings,
+        api_key=api_key,
+        minter=KeyMinter(key_store or InMemoryKeyStore(clock), clock),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def warm() -> None:
+            try:
+                await warmup(state)
+            except Exception as exc:  # reported by /healthz; the server keeps serving keys
+                state.readiness, state.readiness_detail = "failed", str(exc)
+                log.error("models failed to load: %s", exc)
+            else:
+                state.readiness = "ready"
+                log.info("ready")
+
+        async with httpx.AsyncClient() as http, asyncio.TaskGroup() as tasks:
+            app.state.http = http
+            warm_task = tasks.create_task(warm())
+            try:
+                yield
+            finally:
+                warm_task.cancel()
+
+    app = FastAPI(title="realtalk", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.realtalk = state
+    app.state.mint_rate_limit = backend.MintRateLimit(settings.mint_rate_limit)
+    install_error_handlers(app)
+    app.include_router(engine_keys.router)
+    app.include_router(backend.router)
+
+    @app.get("/healthz")
+    async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:
+        body: dict[str, Any] = {"status": "ok" if state.readiness == "ready" else state.readiness,
+                                "sessions": len(state.live_sessions)}
+        if state.readiness_detail:
+            body["detail"] = state.readiness_detail
+        return JSONResponse(body, status_code=200 if state.readiness == "ready" else 503)
+
+    app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
+    app.add_middleware(SplitCORS, origins=settings.cors_origins)
+    return app

@@ -1,0 +1,57 @@
+"""What the running server holds: settings, the standard key, the key minter, readiness."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fastapi import Request
+
+from realtalk.config import Settings
+from realtalk.session.config import SessionConfig, Transcription, TurnDetection
+from realtalk.session.keys import KeyMinter
+
+Readiness = Literal["loading", "ready", "failed"]
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    api_key: str
+    minter: KeyMinter
+    readiness: Readiness = "loading"
+    readiness_detail: str = ""
+    live_sessions: set[object] = field(default_factory=set)
+
+    def is_standard_key(self, candidate: str) -> bool:
+        return hmac.compare_digest(candidate.encode(), self.api_key.encode())
+
+    def default_session(self) -> SessionConfig:
+        """The session configuration a new session starts from, before the client's own."""
+        s = self.settings
+        turn: TurnDetection | None = None
+        if s.turn_detection != "none":
+            turn = TurnDetection(
+                type=s.turn_detection,
+                threshold=s.vad_threshold,
+                prefix_padding_ms=s.vad_prefix_padding_ms,
+                silence_duration_ms=s.vad_silence_duration_ms,
+            )
+        return SessionConfig(
+            model=self.engine_model(),
+            instructions=s.instructions,
+            voice=s.voice,
+            transcription=Transcription(model=s.transcription_model) if s.input_transcription else None,
+            turn_detection=turn,
+        )
+
+    def engine_model(self) -> str:
+        if self.settings.model:
+            return self.settings.model
+        return "gpt-realtime" if self.settings.engine == "openai" else "realtalk-local"
+
+
+def server_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.realtalk
+    return state

@@ -1,0 +1,93 @@
+"""``realtalk serve`` and ``realtalk models``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from realtalk.config import ConfigError, Settings, ensure_api_key, load_settings, mask_secret
+from realtalk.pipeline import weights
+
+
+def _default_model_ids(settings: Settings) -> list[str]:
+    chosen = ["silero-vad", settings.stt_model, settings.llm_model, settings.tts_voice]
+    return [spec.id for spec in (weights.lookup(c) for c in chosen) if spec is not None]
+
+
+def _models(settings: Settings, action: str, ids: list[str]) -> int:
+    if action == "list" and not ids:
+        specs = list(weights.CATALOG.values())
+    else:
+        wanted = ids or _default_model_ids(settings)
+        specs = []
+        for model_id in wanted:
+            spec = weights.lookup(model_id)
+            if spec is None:
+                print(f"unknown model {model_id!r}; known: {', '.join(weights.CATALOG)}",
+                      file=sys.stderr)
+                return 2
+            specs.append(spec)
+    defaults = set(_default_model_ids(settings))
+    failed = False
+    for spec in specs:
+        if action == "prepare":
+            try:
+                before = weights.status(settings.model_dir, spec).state
+                folder = weights.prepare(settings.model_dir, spec, progress=print)
+                verb = "already prepared" if before == "ready" else "prepared and verified"
+                print(f"{spec.id:16} {verb}: {folder}")
+            except weights.WeightsError as exc:
+                print(f"{spec.id:16} FAILED: {exc}", file=sys.stderr)
+                failed = True
+            continue
+        st = weights.status(settings.model_dir, spec, deep=action == "verify")
+        if action == "verify" and st.state != "ready":
+            failed = True
+        mark = "*" if spec.id in defaults else " "
+        detail = f" ({st.detail})" if st.detail else ""
+        print(f"{mark} {spec.id:16} {spec.stage:4} {st.state:13} {spec.description}{detail}")
+    if action == "list":
+        print(f"\n* = configured for this server; cache: {settings.model_dir}")
+    return 1 if failed else 0
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from realtalk.app.server import create_app
+
+    key, path = ensure_api_key(settings)
+    origin = f"from {path} (mode 0600)" if path else "from REALTALK_API_KEY"
+    logging.getLogger("realtalk").info("engine API key %s %s", mask_secret(key), origin)
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port,
+                log_config=None, ws="websockets-sansio")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="realtalk", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    models = sub.add_parser("models", help="list, verify or prepare the local model cache")
+    models.add_argument("action", nargs="?", default="list", choices=["list", "verify", "prepare"])
+    models.add_argument("ids", nargs="*", help="model ids (default: the configured ones)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"realtalk: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "models":
+        return _models(settings, args.action, args.ids)
+    return _serve(settings, args.host, args.port)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

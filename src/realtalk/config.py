@@ -1,0 +1,162 @@
+"""Process-wide settings, read from ``REALTALK_*`` environment variables and ``.env``.
+
+Invalid values stop the server at start with one line naming the variable
+(:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "realtalk"
+
+
+def _default_model_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "realtalk" / "models"
+
+
+class Settings(BaseSettings):
+    """realtalk's configuration. Every field maps to ``REALTALK_<NAME>`` unless noted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REALTALK_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    engine: Literal["embedded", "openai"] = "embedded"
+    api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "REALTALK_OPENAI_API_KEY")
+    )
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    public_engine_url: str | None = None
+    """Base URL the browser should use for the embedded engine (default: this server's /v1)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mint_rate_limit: str = "20/minute"
+
+    model: str | None = None
+    """Model name sent to the engine (default: realtalk-local, or gpt-realtime for openai)."""
+    instructions: str = (
+        "You are a helpful, friendly voice assistant. Keep answers short: one or two "
+        "sentences, plain words, no lists or markdown."
+    )
+    voice: str = "alloy"
+    turn_detection: Literal["server_vad", "semantic_vad", "none"] = "server_vad"
+    vad_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    vad_silence_duration_ms: int = Field(default=500, ge=0, le=10_000)
+    vad_prefix_padding_ms: int = Field(default=300, ge=0, le=10_000)
+    input_transcription: bool = True
+    transcription_model: str = "whisper-1"
+
+    model_dir: Path = Field(default_factory=_default_model_dir)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    stt_model: str = "whisper-base"
+    llm_model: str = "qwen2.5-0.5b"
+    tts_voice: str = "joe"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return [origin.rstrip("/") for origin in value]
+
+    @field_validator("mint_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate like '20/minute'") from exc
+        return value
+
+    @field_validator("openai_base_url", "public_engine_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line that names the variable."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    if field == "openai_api_key":
+        return "OPENAI_API_KEY"
+    return f"REALTALK_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; raise :class:`ConfigError` with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"invalid {_env_name(first.get('loc', ()))}: {message}") from None
+
+
+def mask_secret(value: str) -> str:
+    """Show enough of a secret to recognise it, never enough to use it."""
+    if len(value) <= 10:
+        return "****"
+    return f"{value[:5]}…{value[-2:]}"
+
+
+def ensure_api_key(settings: Settings) -> tuple[str, Path | None]:
+    """Return the engine's standard API key, generating and storing one on first start.
+
+    A generated key lives in ``<data_dir>/api_key`` with mode 0600. Returns the key and the
+    file it came from (``None`` when it came from the environment).
+    """
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value(), None
+    path = settings.data_dir / "api_key"
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(0o600)
+        key = path.read_text(encoding="utf-8").strip()
+        if key:
+            return key, path
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = "rt_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key, path

@@ -1,0 +1,1 @@
+"""The local speech pipeline: VAD, STT, LLM, TTS, and where their weights come from."""

@@ -1,0 +1,1 @@
+"""The Realtime wire format: the only package that knows event and session JSON shapes."""

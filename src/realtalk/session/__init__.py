@@ -1,0 +1,1 @@
+"""Sessions: configuration, keys, conversation, turns and responses (no transport, no models)."""

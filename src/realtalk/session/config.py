@@ -1,0 +1,62 @@
+"""The session's configuration as the engine sees it: one model for both protocol generations.
+
+``protocol/`` translates the beta (flat) and GA (nested) wire shapes to and from this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+AudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
+TurnType = Literal["server_vad", "semantic_vad"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetection:
+    type: TurnType = "server_vad"
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+    idle_timeout_ms: int | None = None
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    model: str = "whisper-1"
+    language: str | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTool:
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Everything a client can set on a Realtime session."""
+
+    model: str = "realtalk-local"
+    instructions: str = ""
+    voice: str = "alloy"
+    audio_output: bool = True
+    """True: the reply is spoken (with a transcript). False: text only."""
+    input_audio_format: AudioFormat = "pcm16"
+    output_audio_format: AudioFormat = "pcm16"
+    transcription: Transcription | None = field(default_factory=Transcription)
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: str = "auto"
+    """``auto``, ``none``, ``required`` or the name of one function."""
+    temperature: float = 0.8
+    max_output_tokens: int | Literal["inf"] = "inf"
+    speed: float = 1.0
+
+    def with_changes(self, **changes: Any) -> SessionConfig:
+        return replace(self, **changes)
