@@ -55,14 +55,18 @@ class LiveServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def start_server(tmp_path: Path, name: str, env: dict[str, str] | None = None,
-                 ready: bool = False) -> LiveServer:
+def start_server(
+    tmp_path: Path, name: str, env: dict[str, str] | None = None, ready: bool = False
+) -> LiveServer:
     """Start ``realtalk serve`` in its own process on a free loopback port."""
     port = free_port()
     api_key = f"rt_live_{name}_key_0123456789abcdef"
     full_env = {
-        **{k: v for k, v in os.environ.items()
-           if not k.startswith("REALTALK_") and k != "OPENAI_API_KEY"},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("REALTALK_") and k != "OPENAI_API_KEY"
+        },
         "REALTALK_API_KEY": api_key,
         "REALTALK_DATA_DIR": str(tmp_path / f"data-{name}"),
         "REALTALK_MODEL_DIR": str(MODEL_DIR),
@@ -72,7 +76,10 @@ def start_server(tmp_path: Path, name: str, env: dict[str, str] | None = None,
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "realtalk", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=full_env, stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", full_env["REALTALK_API_KEY"], log_path, process)
     deadline = time.monotonic() + 120
@@ -104,3 +111,8 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path, "engine")
     yield server
     stop_server(server)
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    """A validated copy of ``settings`` (model_copy would skip validation)."""
+    return Settings(**{**dict(settings), **changes})

@@ -51,8 +51,9 @@ def auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
 
 
-def test_beta_session_mint_matches_openai_type(client: TestClient, settings: Settings,
-                                               clock: FakeClock) -> None:
+def test_beta_session_mint_matches_openai_type(
+    client: TestClient, settings: Settings, clock: FakeClock
+) -> None:
     body = {
         "model": "gpt-4o-realtime-preview",
         "modalities": ["text"],
@@ -60,15 +61,27 @@ def test_beta_session_mint_matches_openai_type(client: TestClient, settings: Set
         "voice": "verse",
         "input_audio_format": "g711_ulaw",
         "turn_detection": {"type": "server_vad", "silence_duration_ms": 650},
-        "tools": [{"type": "function", "name": "lookup_order", "description": "Find an order",
-                   "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                                  "required": ["order_id"]}}],
+        "tools": [
+            {
+                "type": "function",
+                "name": "lookup_order",
+                "description": "Find an order",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"order_id": {"type": "string"}},
+                    "required": ["order_id"],
+                },
+            }
+        ],
         "tool_choice": "auto",
         "temperature": 0.7,
         "max_response_output_tokens": 200,
     }
-    response = client.post("/v1/realtime/sessions", json=body,
-                           headers={**auth(settings), "OpenAI-Beta": "assistants=v2"})
+    response = client.post(
+        "/v1/realtime/sessions",
+        json=body,
+        headers={**auth(settings), "OpenAI-Beta": "assistants=v2"},
+    )
     assert response.status_code == 200, response.text
     session = SessionCreateResponse.model_validate(response.json())
     assert session.client_secret.value.startswith("ek_")
@@ -82,8 +95,9 @@ def test_beta_session_mint_matches_openai_type(client: TestClient, settings: Set
     assert session.max_response_output_tokens == 200
 
 
-def test_ga_client_secret_matches_openai_type(client: TestClient, settings: Settings,
-                                              clock: FakeClock) -> None:
+def test_ga_client_secret_matches_openai_type(
+    client: TestClient, settings: Settings, clock: FakeClock
+) -> None:
     body = {
         "expires_after": {"anchor": "created_at", "seconds": 120},
         "session": {
@@ -91,8 +105,10 @@ def test_ga_client_secret_matches_openai_type(client: TestClient, settings: Sett
             "model": "gpt-realtime",
             "instructions": "Speak like a pirate.",
             "output_modalities": ["audio"],
-            "audio": {"input": {"format": {"type": "audio/pcma"}, "turn_detection": None},
-                      "output": {"voice": "marin", "speed": 1.2}},
+            "audio": {
+                "input": {"format": {"type": "audio/pcma"}, "turn_detection": None},
+                "output": {"voice": "marin", "speed": 1.2},
+            },
         },
     }
     response = client.post("/v1/realtime/client_secrets", json=body, headers=auth(settings))
@@ -109,8 +125,9 @@ def test_ga_client_secret_matches_openai_type(client: TestClient, settings: Sett
     assert audio.output.voice == "marin" and audio.output.speed == 1.2
 
 
-def test_ga_default_ttl_is_ten_minutes(client: TestClient, settings: Settings,
-                                       clock: FakeClock) -> None:
+def test_ga_default_ttl_is_ten_minutes(
+    client: TestClient, settings: Settings, clock: FakeClock
+) -> None:
     response = client.post("/v1/realtime/client_secrets", json={}, headers=auth(settings))
     assert response.status_code == 200, response.text
     assert response.json()["expires_at"] == int(clock.now) + 600
@@ -119,8 +136,11 @@ def test_ga_default_ttl_is_ten_minutes(client: TestClient, settings: Settings,
 async def test_minted_key_is_bound_stored_hashed_and_expires(
     client: TestClient, settings: Settings, clock: FakeClock, store: InMemoryKeyStore
 ) -> None:
-    response = client.post("/v1/realtime/client_secrets", headers=auth(settings),
-                           json={"session": {"type": "realtime", "instructions": "bound"}})
+    response = client.post(
+        "/v1/realtime/client_secrets",
+        headers=auth(settings),
+        json={"session": {"type": "realtime", "instructions": "bound"}},
+    )
     value = response.json()["value"]
     minter = client.app.state.realtalk.minter  # type: ignore[attr-defined]
     record = await minter.peek(value)
@@ -128,7 +148,7 @@ async def test_minted_key_is_bound_stored_hashed_and_expires(
     assert record.generation == "ga"
     assert record.digest == digest_of(value)
     # The store keeps only digests: the key's text appears nowhere in it.
-    assert value.encode() not in repr(store._records).encode()  # noqa: SLF001
+    assert value.encode() not in repr(store._records).encode()
     clock.now += 599
     await minter.peek(value)
     clock.now += 1
@@ -136,9 +156,12 @@ async def test_minted_key_is_bound_stored_hashed_and_expires(
         await minter.peek(value)
 
 
-async def test_redeemed_key_cannot_open_a_second_session(client: TestClient,
-                                                         settings: Settings) -> None:
-    value = client.post("/v1/realtime/client_secrets", json={}, headers=auth(settings)).json()["value"]
+async def test_redeemed_key_cannot_open_a_second_session(
+    client: TestClient, settings: Settings
+) -> None:
+    value = client.post("/v1/realtime/client_secrets", json={}, headers=auth(settings)).json()[
+        "value"
+    ]
     minter = client.app.state.realtalk.minter  # type: ignore[attr-defined]
     await minter.redeem(value)
     with pytest.raises(KeyRejected, match="already used"):
@@ -151,12 +174,15 @@ async def test_redeemed_key_cannot_open_a_second_session(client: TestClient,
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "missing_api_key"),
-     ({"Authorization": "Bearer wrong"}, "invalid_api_key"),
-     ({"Authorization": "Basic abc"}, "missing_api_key")],
+    [
+        ({}, "missing_api_key"),
+        ({"Authorization": "Bearer wrong"}, "invalid_api_key"),
+        ({"Authorization": "Basic abc"}, "missing_api_key"),
+    ],
 )
-def test_bad_auth_is_401_openai_shaped(client: TestClient, headers: dict[str, str],
-                                       code: str) -> None:
+def test_bad_auth_is_401_openai_shaped(
+    client: TestClient, headers: dict[str, str], code: str
+) -> None:
     for path in ("/v1/realtime/sessions", "/v1/realtime/client_secrets"):
         response = client.post(path, json={}, headers=headers)
         assert response.status_code == 401
@@ -174,35 +200,64 @@ def test_bad_auth_is_401_openai_shaped(client: TestClient, headers: dict[str, st
         ("/v1/realtime/sessions", {"voice": "nobody"}, "session.voice"),
         ("/v1/realtime/sessions", {"modalities": ["video"]}, "session.modalities[0]"),
         ("/v1/realtime/sessions", {"input_audio_format": "mp3"}, "session.input_audio_format"),
-        ("/v1/realtime/sessions", {"turn_detection": {"type": "server_vad", "threshold": 2}},
-         "session.turn_detection.threshold"),
-        ("/v1/realtime/sessions", {"tools": [{"type": "function", "name": "bad name"}]},
-         "session.tools[0].name"),
-        ("/v1/realtime/sessions",
-         {"tools": [{"type": "function", "name": "f", "parameters": {"type": 12}}]},
-         "session.tools[0].parameters"),
+        (
+            "/v1/realtime/sessions",
+            {"turn_detection": {"type": "server_vad", "threshold": 2}},
+            "session.turn_detection.threshold",
+        ),
+        (
+            "/v1/realtime/sessions",
+            {"tools": [{"type": "function", "name": "bad name"}]},
+            "session.tools[0].name",
+        ),
+        (
+            "/v1/realtime/sessions",
+            {"tools": [{"type": "function", "name": "f", "parameters": {"type": 12}}]},
+            "session.tools[0].parameters",
+        ),
         ("/v1/realtime/sessions", {"tool_choice": "missing_tool"}, "session.tool_choice"),
-        ("/v1/realtime/sessions", {"max_response_output_tokens": 5000},
-         "session.max_response_output_tokens"),
-        ("/v1/realtime/sessions",
-         {"client_secret": {"expires_after": {"anchor": "created_at", "seconds": 5}}},
-         "client_secret.expires_after.seconds"),
-        ("/v1/realtime/client_secrets", {"expires_after": {"seconds": 7201}},
-         "expires_after.seconds"),
-        ("/v1/realtime/client_secrets", {"expires_after": {"anchor": "now", "seconds": 60}},
-         "expires_after.anchor"),
+        (
+            "/v1/realtime/sessions",
+            {"max_response_output_tokens": 5000},
+            "session.max_response_output_tokens",
+        ),
+        (
+            "/v1/realtime/sessions",
+            {"client_secret": {"expires_after": {"anchor": "created_at", "seconds": 5}}},
+            "client_secret.expires_after.seconds",
+        ),
+        (
+            "/v1/realtime/client_secrets",
+            {"expires_after": {"seconds": 7201}},
+            "expires_after.seconds",
+        ),
+        (
+            "/v1/realtime/client_secrets",
+            {"expires_after": {"anchor": "now", "seconds": 60}},
+            "expires_after.anchor",
+        ),
         ("/v1/realtime/client_secrets", {"session": {"instructions": "no type"}}, "session.type"),
-        ("/v1/realtime/client_secrets",
-         {"session": {"type": "realtime", "audio": {"output": {"speed": 3}}}},
-         "session.audio.output.speed"),
-        ("/v1/realtime/client_secrets",
-         {"session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/ogg"}}}}},
-         "session.audio.input.format.type"),
+        (
+            "/v1/realtime/client_secrets",
+            {"session": {"type": "realtime", "audio": {"output": {"speed": 3}}}},
+            "session.audio.output.speed",
+        ),
+        (
+            "/v1/realtime/client_secrets",
+            {
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"format": {"type": "audio/ogg"}}},
+                }
+            },
+            "session.audio.input.format.type",
+        ),
         ("/v1/realtime/client_secrets", {"session": "realtime"}, "session"),
     ],
 )
-def test_bad_body_is_400_naming_the_field(client: TestClient, settings: Settings, path: str,
-                                          body: dict[str, object], param: str) -> None:
+def test_bad_body_is_400_naming_the_field(
+    client: TestClient, settings: Settings, path: str, body: dict[str, object], param: str
+) -> None:
     response = client.post(path, json=body, headers=auth(settings))
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -213,8 +268,11 @@ def test_bad_body_is_400_naming_the_field(client: TestClient, settings: Settings
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe"])
 def test_malformed_json_is_400(client: TestClient, settings: Settings, raw: bytes) -> None:
-    response = client.post("/v1/realtime/client_secrets", content=raw,
-                           headers={**auth(settings), "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/realtime/client_secrets",
+        content=raw,
+        headers={**auth(settings), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] in ("invalid_json", "invalid_type")
 
@@ -223,7 +281,9 @@ def test_malformed_json_is_400(client: TestClient, settings: Settings, raw: byte
 async def test_official_openai_client_mints_both_generations(live_server) -> None:  # type: ignore[no-untyped-def]
     client = AsyncOpenAI(api_key=live_server.api_key, base_url=f"{live_server.url}/v1")
     beta = await client.beta.realtime.sessions.create(
-        model="gpt-4o-realtime-preview", voice="alloy", modalities=["audio", "text"],
+        model="gpt-4o-realtime-preview",
+        voice="alloy",
+        modalities=["audio", "text"],
         instructions="Hello from the beta SDK.",
     )
     assert isinstance(beta, SessionCreateResponse)
@@ -232,8 +292,12 @@ async def test_official_openai_client_mints_both_generations(live_server) -> Non
 
     ga = await client.realtime.client_secrets.create(
         expires_after={"anchor": "created_at", "seconds": 30},
-        session={"type": "realtime", "model": "gpt-realtime", "instructions": "Hello GA.",
-                 "audio": {"output": {"voice": "cedar"}}},
+        session={
+            "type": "realtime",
+            "model": "gpt-realtime",
+            "instructions": "Hello GA.",
+            "audio": {"output": {"voice": "cedar"}},
+        },
     )
     assert isinstance(ga, ClientSecretCreateResponse)
     assert ga.value.startswith("ek_")

@@ -25,8 +25,10 @@ def _models(settings: Settings, action: str, ids: list[str]) -> int:
         for model_id in wanted:
             spec = weights.lookup(model_id)
             if spec is None:
-                print(f"unknown model {model_id!r}; known: {', '.join(weights.CATALOG)}",
-                      file=sys.stderr)
+                print(
+                    f"unknown model {model_id!r}; known: {', '.join(weights.CATALOG)}",
+                    file=sys.stderr,
+                )
                 return 2
             specs.append(spec)
     defaults = set(_default_model_ids(settings))
@@ -62,8 +64,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     origin = f"from {path} (mode 0600)" if path else "from REALTALK_API_KEY"
     logging.getLogger("realtalk").info("engine API key %s %s", mask_secret(key), origin)
     app = create_app(settings)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port,
-                log_config=None, ws="websockets-sansio")
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        ws="websockets-sansio",
+    )
     return 0
 
 
@@ -78,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     models.add_argument("ids", nargs="*", help="model ids (default: the configured ones)")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -80,9 +80,9 @@ async def create_page_session(
             "instructions": config.instructions,
             "voice": config.voice,
             "output_modalities": ["audio"] if config.audio_output else ["text"],
-            "turn_detection": minted.session.get("audio", {}).get("input", {}).get("turn_detection"),
+            "turn_detection": minted.session.get("audio", {})
+            .get("input", {})
+            .get("turn_detection"),
             "tools": minted.session.get("tools", []),
         },
     }
-
-

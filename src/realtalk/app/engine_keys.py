@@ -56,13 +56,16 @@ def _ttl(expires_after: Any, param: str) -> int | None:
         raise ProtocolError(f"'{param}' must be an object.", param=param)
     anchor = expires_after.get("anchor", "created_at")
     if anchor != "created_at":
-        raise ProtocolError(f"Invalid '{param}.anchor': only 'created_at' is supported.",
-                            param=f"{param}.anchor")
+        raise ProtocolError(
+            f"Invalid '{param}.anchor': only 'created_at' is supported.", param=f"{param}.anchor"
+        )
     seconds = expires_after.get("seconds")
     if seconds is None:
         return None
-    if not isinstance(seconds, int) or isinstance(seconds, bool) or not (
-        MIN_TTL_S <= seconds <= MAX_TTL_S
+    if (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not (MIN_TTL_S <= seconds <= MAX_TTL_S)
     ):
         raise ProtocolError(
             f"Invalid '{param}.seconds': expected an integer between {MIN_TTL_S} and {MAX_TTL_S}, "
@@ -108,4 +111,3 @@ async def create_client_secret(
         "expires_at": record.expires_at,
         "session": ga_session_object(config, record.session_id, record.expires_at),
     }
-

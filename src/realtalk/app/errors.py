@@ -69,7 +69,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPError)
     async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
         return error_response(
-            exc.status, exc.message, code=exc.code, param=exc.param, type=exc.type,
+            exc.status,
+            exc.message,
+            code=exc.code,
+            param=exc.param,
+            type=exc.type,
             headers=exc.headers,
         )
 
@@ -82,15 +86,18 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         return error_response(
-            400, f"Invalid request: {first.get('msg', 'invalid')}.", code="invalid_value",
+            400,
+            f"Invalid request: {first.get('msg', 'invalid')}.",
+            code="invalid_value",
             param=".".join(loc) or None,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, str(exc.detail), type=kind,
-                              headers=getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code, str(exc.detail), type=kind, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

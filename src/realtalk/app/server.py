@@ -64,8 +64,12 @@ async def verify_default_models(state: ServerState) -> None:
     s = state.settings
     if s.engine != "embedded":
         return
-    for stage, choice in (("vad", "silero-vad"), ("stt", s.stt_model), ("llm", s.llm_model),
-                          ("tts", s.tts_voice)):
+    for stage, choice in (
+        ("vad", "silero-vad"),
+        ("stt", s.stt_model),
+        ("llm", s.llm_model),
+        ("tts", s.tts_voice),
+    ):
         await asyncio.to_thread(weights.resolve_model, s.model_dir, stage, choice)  # type: ignore[arg-type]
 
 
@@ -109,8 +113,9 @@ def create_app(
             finally:
                 warm_task.cancel()
 
-    app = FastAPI(title="realtalk", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="realtalk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.realtalk = state
     app.state.mint_rate_limit = backend.MintRateLimit(settings.mint_rate_limit)
     install_error_handlers(app)
@@ -119,8 +124,10 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:
-        body: dict[str, Any] = {"status": "ok" if state.readiness == "ready" else state.readiness,
-                                "sessions": len(state.live_sessions)}
+        body: dict[str, Any] = {
+            "status": "ok" if state.readiness == "ready" else state.readiness,
+            "sessions": len(state.live_sessions),
+        }
         if state.readiness_detail:
             body["detail"] = state.readiness_detail
         return JSONResponse(body, status_code=200 if state.readiness == "ready" else 503)

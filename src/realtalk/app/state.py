@@ -42,7 +42,9 @@ class ServerState:
             model=self.engine_model(),
             instructions=s.instructions,
             voice=s.voice,
-            transcription=Transcription(model=s.transcription_model) if s.input_transcription else None,
+            transcription=Transcription(model=s.transcription_model)
+            if s.input_transcription
+            else None,
             turn_detection=turn,
         )
 

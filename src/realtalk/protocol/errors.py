@@ -9,7 +9,9 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
-ErrorType = Literal["invalid_request_error", "authentication_error", "server_error", "rate_limit_error"]
+ErrorType = Literal[
+    "invalid_request_error", "authentication_error", "server_error", "rate_limit_error"
+]
 
 
 @dataclass(slots=True)

@@ -7,8 +7,8 @@ cannot express (OpenAI's documented limits) are checked here and reported with t
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -66,7 +66,9 @@ def _check_voice(voice: Any, param: str) -> str:
         voice = voice.get("id")
     if not isinstance(voice, str) or voice not in OPENAI_VOICES | LOCAL_VOICES:
         names = ", ".join(sorted(OPENAI_VOICES | LOCAL_VOICES))
-        raise ProtocolError(f"Invalid '{param}': {voice!r}. Supported voices: {names}.", param=param)
+        raise ProtocolError(
+            f"Invalid '{param}': {voice!r}. Supported voices: {names}.", param=param
+        )
     return voice
 
 
@@ -146,8 +148,9 @@ def _tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
         seen.add(name)
         parameters = tool.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(parameters, dict):
-            raise ProtocolError(f"'{where}.parameters' must be a JSON Schema object.",
-                                param=f"{where}.parameters")
+            raise ProtocolError(
+                f"'{where}.parameters' must be a JSON Schema object.", param=f"{where}.parameters"
+            )
         try:
             Draft202012Validator.check_schema(parameters)
         except SchemaError as exc:
@@ -177,7 +180,7 @@ def parse_beta_session(data: Any, base: SessionConfig) -> SessionConfig:
     """Apply a beta (flat) session object to ``base``; keys that are absent keep their value."""
     data = _validate(BetaSession, data, "session")
     changes: dict[str, Any] = {}
-    if "model" in data and data["model"]:
+    if data.get("model"):
         changes["model"] = data["model"]
     if "instructions" in data and data["instructions"] is not None:
         changes["instructions"] = data["instructions"]
@@ -186,13 +189,17 @@ def parse_beta_session(data: Any, base: SessionConfig) -> SessionConfig:
     if data.get("modalities") is not None:
         modalities = data["modalities"]
         if not modalities:
-            raise ProtocolError("'session.modalities' must not be empty.", param="session.modalities")
+            raise ProtocolError(
+                "'session.modalities' must not be empty.", param="session.modalities"
+            )
         changes["audio_output"] = "audio" in modalities
     for key in ("input_audio_format", "output_audio_format"):
         if data.get(key) is not None:
             changes[key] = data[key]
     if "input_audio_transcription" in data:
-        changes["transcription"] = _transcription(data["input_audio_transcription"], base.transcription)
+        changes["transcription"] = _transcription(
+            data["input_audio_transcription"], base.transcription
+        )
     if "turn_detection" in data:
         changes["turn_detection"] = _turn_detection(
             data["turn_detection"], base.turn_detection, "session.turn_detection"
@@ -269,7 +276,9 @@ def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
     return base.with_changes(**changes)
 
 
-def parse_session(generation: Generation, data: Mapping[str, Any], base: SessionConfig) -> SessionConfig:
+def parse_session(
+    generation: Generation, data: Mapping[str, Any], base: SessionConfig
+) -> SessionConfig:
     if generation == "beta":
         return parse_beta_session(data, base)
     return parse_ga_session(data, base)
@@ -298,7 +307,12 @@ def _turn_detection_object(turn: TurnDetection | None) -> dict[str, Any] | None:
 
 def _tool_objects(tools: tuple[FunctionTool, ...]) -> list[dict[str, Any]]:
     return [
-        {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+        {
+            "type": "function",
+            "name": t.name,
+            "description": t.description,
+            "parameters": t.parameters,
+        }
         for t in tools
     ]
 
