@@ -71,7 +71,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     stt_model: str = "whisper-base"
     llm_model: str = "qwen2.5-0.5b"
+    """A catalog id or GGUF path; with ``llm_base_url``, the remote model's name."""
+    llm_base_url: str | None = None
+    """An OpenAI-compatible Chat Completions endpoint (vLLM, Ollama…) instead of the local LLM."""
+    llm_api_key: SecretStr | None = None
+    llm_context_tokens: int = Field(default=4096, ge=512, le=131_072)
+    llm_repack: bool = False
+    """Let llama.cpp repack weights (AMX/CPU repack); off by default, as some VMs fault on AMX."""
+    threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1, le=64)
     tts_voice: str = "joe"
+    session_max_s: int = Field(default=1800, ge=10, le=7200)
+    """A session ends after this long (OpenAI: 60 min)."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -102,7 +112,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate like '20/minute'") from exc
         return value
 
-    @field_validator("openai_base_url", "public_engine_url")
+    @field_validator("openai_base_url", "public_engine_url", "llm_base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

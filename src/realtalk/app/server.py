@@ -19,11 +19,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtalk import __version__
-from realtalk.app import backend, engine_keys
+from realtalk.app import backend, engine_keys, realtime_ws
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
-from realtalk.pipeline import weights
+from realtalk.pipeline.models import ModelChoice, load_models
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
 
 log = logging.getLogger("realtalk.server")
@@ -59,18 +59,25 @@ class SplitCORS:
         await target(scope, receive, send)
 
 
-async def verify_default_models(state: ServerState) -> None:
-    """Check that the configured local models are prepared (later issues load them here)."""
-    s = state.settings
-    if s.engine != "embedded":
+def model_choice(settings: Settings) -> ModelChoice:
+    return ModelChoice(
+        model_dir=settings.model_dir,
+        stt=settings.stt_model,
+        llm=settings.llm_model,
+        tts=settings.tts_voice,
+        llm_base_url=settings.llm_base_url,
+        llm_api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        llm_context_tokens=settings.llm_context_tokens,
+        llm_repack=settings.llm_repack,
+        threads=settings.threads,
+    )
+
+
+async def load_engine_models(state: ServerState) -> None:
+    """Load the embedded engine's models once for the process (the openai engine needs none)."""
+    if state.settings.engine != "embedded":
         return
-    for stage, choice in (
-        ("vad", "silero-vad"),
-        ("stt", s.stt_model),
-        ("llm", s.llm_model),
-        ("tts", s.tts_voice),
-    ):
-        await asyncio.to_thread(weights.resolve_model, s.model_dir, stage, choice)  # type: ignore[arg-type]
+    state.models = await asyncio.to_thread(load_models, model_choice(state.settings))
 
 
 def web_root() -> Path:
@@ -82,7 +89,7 @@ def create_app(
     *,
     clock: Clock = time.time,
     key_store: EphemeralKeyStore | None = None,
-    warmup: Warmup = verify_default_models,
+    warmup: Warmup = load_engine_models,
 ) -> FastAPI:
     """The whole server as one ASGI app. ``clock``, ``key_store`` and ``warmup`` are seams
     for tests and for a shared store later."""
@@ -121,6 +128,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(engine_keys.router)
     app.include_router(backend.router)
+    app.include_router(realtime_ws.router)
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import Request
 
 from realtalk.config import Settings
+from realtalk.pipeline.models import Models
 from realtalk.session.config import SessionConfig, Transcription, TurnDetection
 from realtalk.session.keys import KeyMinter
 
@@ -23,6 +24,7 @@ class ServerState:
     readiness: Readiness = "loading"
     readiness_detail: str = ""
     live_sessions: set[object] = field(default_factory=set)
+    models: Models | None = None
 
     def is_standard_key(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())

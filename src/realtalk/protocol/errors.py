@@ -22,13 +22,21 @@ class ProtocolError(Exception):
     code: str = "invalid_value"
     param: str | None = None
     type: ErrorType = "invalid_request_error"
+    event_id: str | None = None
+    """The client event that caused it, echoed back in the ``error`` event."""
 
     def __str__(self) -> str:
         return self.message
 
     def body(self) -> dict[str, Any]:
         """The ``error`` object as OpenAI's HTTP API and ``error`` events carry it."""
-        return {"type": self.type, "code": self.code, "message": self.message, "param": self.param}
+        return {
+            "type": self.type,
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+            "event_id": self.event_id,
+        }
 
 
 def _loc_to_param(loc: tuple[int | str, ...], prefix: str) -> str:

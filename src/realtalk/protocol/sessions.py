@@ -52,7 +52,7 @@ def _validate(model: type[BaseModel], data: Any, prefix: str) -> dict[str, Any]:
     return validated.model_dump(exclude_unset=True)
 
 
-def _check_range(value: float, low: float, high: float, param: str) -> None:
+def check_range(value: float, low: float, high: float, param: str) -> None:
     if not low <= value <= high:
         raise ProtocolError(
             f"Invalid '{param}': expected a value between {low} and {high}, got {value}.",
@@ -61,7 +61,7 @@ def _check_range(value: float, low: float, high: float, param: str) -> None:
         )
 
 
-def _check_voice(voice: Any, param: str) -> str:
+def check_voice(voice: Any, param: str) -> str:
     if isinstance(voice, Mapping):
         voice = voice.get("id")
     if not isinstance(voice, str) or voice not in OPENAI_VOICES | LOCAL_VOICES:
@@ -72,7 +72,7 @@ def _check_voice(voice: Any, param: str) -> str:
     return voice
 
 
-def _max_tokens(value: Any, param: str) -> int | Literal["inf"]:
+def parse_max_tokens(value: Any, param: str) -> int | Literal["inf"]:
     if value == "inf":
         return "inf"
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
@@ -105,11 +105,11 @@ def _turn_detection(
         if name in raw and (raw[name] is not None or name == "idle_timeout_ms"):
             fields[name] = raw[name]
     result = replace(base, **fields, type=kind)
-    _check_range(result.threshold, 0.0, 1.0, f"{param}.threshold")
-    _check_range(result.prefix_padding_ms, 0, 10_000, f"{param}.prefix_padding_ms")
-    _check_range(result.silence_duration_ms, 0, 10_000, f"{param}.silence_duration_ms")
+    check_range(result.threshold, 0.0, 1.0, f"{param}.threshold")
+    check_range(result.prefix_padding_ms, 0, 10_000, f"{param}.prefix_padding_ms")
+    check_range(result.silence_duration_ms, 0, 10_000, f"{param}.silence_duration_ms")
     if result.idle_timeout_ms is not None:
-        _check_range(result.idle_timeout_ms, 5_000, 30_000, f"{param}.idle_timeout_ms")
+        check_range(result.idle_timeout_ms, 5_000, 30_000, f"{param}.idle_timeout_ms")
     return result
 
 
@@ -126,7 +126,7 @@ def _transcription(
     )
 
 
-def _tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
+def parse_tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
     tools: list[FunctionTool] = []
     seen: set[str] = set()
     for index, tool in enumerate(raw):
@@ -162,12 +162,13 @@ def _tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
     return tuple(tools)
 
 
-def _tool_choice(choice: Any, tools: tuple[FunctionTool, ...], param: str) -> str:
+def parse_tool_choice(choice: Any, tools: tuple[FunctionTool, ...] | None, param: str) -> str:
+    """``auto``/``none``/``required`` or a function's name (checked against ``tools`` if given)."""
     if isinstance(choice, Mapping):
         choice = choice.get("name")
     if choice in ("auto", "none", "required"):
         return str(choice)
-    if isinstance(choice, str) and any(tool.name == choice for tool in tools):
+    if isinstance(choice, str) and (tools is None or any(tool.name == choice for tool in tools)):
         return choice
     raise ProtocolError(
         f"Invalid '{param}': {choice!r} is not 'auto', 'none', 'required' or a configured "
@@ -185,7 +186,7 @@ def parse_beta_session(data: Any, base: SessionConfig) -> SessionConfig:
     if "instructions" in data and data["instructions"] is not None:
         changes["instructions"] = data["instructions"]
     if "voice" in data and data["voice"] is not None:
-        changes["voice"] = _check_voice(data["voice"], "session.voice")
+        changes["voice"] = check_voice(data["voice"], "session.voice")
     if data.get("modalities") is not None:
         modalities = data["modalities"]
         if not modalities:
@@ -205,20 +206,20 @@ def parse_beta_session(data: Any, base: SessionConfig) -> SessionConfig:
             data["turn_detection"], base.turn_detection, "session.turn_detection"
         )
     if data.get("tools") is not None:
-        changes["tools"] = _tools(data["tools"], "session.tools")
+        changes["tools"] = parse_tools(data["tools"], "session.tools")
     if data.get("tool_choice") is not None:
-        changes["tool_choice"] = _tool_choice(
+        changes["tool_choice"] = parse_tool_choice(
             data["tool_choice"], changes.get("tools", base.tools), "session.tool_choice"
         )
     if data.get("temperature") is not None:
-        _check_range(data["temperature"], 0.6, 1.2, "session.temperature")
+        check_range(data["temperature"], 0.6, 1.2, "session.temperature")
         changes["temperature"] = float(data["temperature"])
     if data.get("max_response_output_tokens") is not None:
-        changes["max_output_tokens"] = _max_tokens(
+        changes["max_output_tokens"] = parse_max_tokens(
             data["max_response_output_tokens"], "session.max_response_output_tokens"
         )
     if data.get("speed") is not None:
-        _check_range(data["speed"], 0.25, 1.5, "session.speed")
+        check_range(data["speed"], 0.25, 1.5, "session.speed")
         changes["speed"] = float(data["speed"])
     return base.with_changes(**changes)
 
@@ -259,18 +260,18 @@ def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
     if audio_out.get("format") is not None:
         changes["output_audio_format"] = _GA_FORMATS[audio_out["format"].get("type") or "audio/pcm"]
     if audio_out.get("voice") is not None:
-        changes["voice"] = _check_voice(audio_out["voice"], "session.audio.output.voice")
+        changes["voice"] = check_voice(audio_out["voice"], "session.audio.output.voice")
     if audio_out.get("speed") is not None:
-        _check_range(audio_out["speed"], 0.25, 1.5, "session.audio.output.speed")
+        check_range(audio_out["speed"], 0.25, 1.5, "session.audio.output.speed")
         changes["speed"] = float(audio_out["speed"])
     if data.get("tools") is not None:
-        changes["tools"] = _tools(data["tools"], "session.tools")
+        changes["tools"] = parse_tools(data["tools"], "session.tools")
     if data.get("tool_choice") is not None:
-        changes["tool_choice"] = _tool_choice(
+        changes["tool_choice"] = parse_tool_choice(
             data["tool_choice"], changes.get("tools", base.tools), "session.tool_choice"
         )
     if data.get("max_output_tokens") is not None:
-        changes["max_output_tokens"] = _max_tokens(
+        changes["max_output_tokens"] = parse_max_tokens(
             data["max_output_tokens"], "session.max_output_tokens"
         )
     return base.with_changes(**changes)

@@ -1,0 +1,173 @@
+"""``GET /v1/realtime`` upgraded to a WebSocket: the Realtime protocol over WebSocket.
+
+Auth: ``Authorization: Bearer <standard or ephemeral key>``, or for browsers the subprotocols
+``realtime`` + ``openai-insecure-api-key.<key>`` (+ ``openai-beta.realtime-v1``). Bad keys are
+refused before the upgrade with a 401 and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Literal
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from realtalk.app.state import ServerState
+from realtalk.protocol.errors import ProtocolError
+from realtalk.session.config import SessionConfig
+from realtalk.session.items import new_id
+from realtalk.session.keys import KeyRejected
+from realtalk.session.responses import settle
+from realtalk.session.session import RealtimeSession
+
+log = logging.getLogger("realtalk.ws")
+router = APIRouter()
+
+KEY_PROTOCOL = "openai-insecure-api-key."
+BETA_PROTOCOL = "openai-beta.realtime-v1"
+
+
+def _offered_protocols(websocket: WebSocket) -> list[str]:
+    header = websocket.headers.get("sec-websocket-protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def _credential(websocket: WebSocket, protocols: list[str]) -> str | None:
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    for protocol in protocols:
+        if protocol.startswith(KEY_PROTOCOL):
+            return protocol[len(KEY_PROTOCOL) :]
+    return None
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    body = {
+        "error": {"type": "invalid_request_error", "code": code, "message": message, "param": None}
+    }
+    await websocket.send_denial_response(JSONResponse(body, status_code=status))
+
+
+@router.websocket("/v1/realtime")
+async def realtime_websocket(websocket: WebSocket) -> None:
+    state: ServerState = websocket.app.state.realtalk
+    protocols = _offered_protocols(websocket)
+    beta_header = "realtime=v1" in websocket.headers.get("openai-beta", "")
+    generation: Literal["beta", "ga"] = (
+        "beta" if beta_header or BETA_PROTOCOL in protocols else "ga"
+    )
+    key = _credential(websocket, protocols)
+    if key is None:
+        await _deny(
+            websocket,
+            401,
+            "missing_api_key",
+            "No API key: send 'Authorization: Bearer <key>' or the subprotocol "
+            "'openai-insecure-api-key.<key>'.",
+        )
+        return
+    config: SessionConfig
+    if state.is_standard_key(key):
+        config = state.default_session()
+        session_id = new_id("sess")
+        expires_at = int(time.time()) + state.settings.session_max_s
+    else:
+        try:
+            record = await state.minter.redeem(key)
+        except KeyRejected as exc:
+            await _deny(websocket, 401, "invalid_api_key", exc.reason)
+            return
+        config, session_id = record.config, record.session_id
+        expires_at = int(time.time()) + state.settings.session_max_s
+    if state.models is None:
+        await _deny(
+            websocket,
+            503,
+            "engine_not_ready",
+            "The engine's models are still loading; see /healthz.",
+        )
+        return
+    model = websocket.query_params.get("model")
+    if model:
+        config = config.with_changes(model=model)
+
+    await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
+    session = RealtimeSession(
+        config=config,
+        generation=generation,
+        models=state.models,
+        session_id=session_id,
+        expires_at=expires_at,
+    )
+    state.live_sessions.add(session)
+    log.info("session opened", extra={"session_id": session_id, "generation": generation})
+    session.start()
+    writer = asyncio.ensure_future(_write(websocket, session))
+    try:
+        async with asyncio.timeout(state.settings.session_max_s):
+            await _read(websocket, session)
+    except TimeoutError:
+        session.emit(
+            session.events.error(
+                ProtocolError(
+                    f"Your session hit the maximum duration of "
+                    f"{state.settings.session_max_s} seconds.",
+                    "session_expired",
+                )
+            )
+        )
+        await _drain(websocket, session)
+        await _close(websocket, 1001, "session expired")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        writer.cancel()
+        await settle(writer)
+        state.live_sessions.discard(session)
+        await session.aclose()
+        log.info("session closed", extra={"session_id": session_id})
+        await _close(websocket, 1000, "")
+
+
+async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        await session.receive(raw)
+
+
+async def _write(websocket: WebSocket, session: RealtimeSession) -> None:
+    try:
+        while True:
+            event = await session.outbox.get()
+            await websocket.send_text(json.dumps(event, separators=(",", ":")))
+    except (WebSocketDisconnect, RuntimeError):
+        return  # the reader sees the disconnect and ends the session
+
+
+async def _drain(websocket: WebSocket, session: RealtimeSession) -> None:
+    while not session.outbox.empty():
+        try:
+            await websocket.send_text(json.dumps(session.outbox.get_nowait()))
+        except (WebSocketDisconnect, RuntimeError):
+            return
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED and (
+        websocket.client_state == WebSocketState.CONNECTED
+    ):
+        try:
+            await websocket.close(code, reason)
+        except RuntimeError:
+            pass

@@ -1,0 +1,1 @@
+"""Audio plumbing shared by the pipeline and the transports: PCM, G.711, resampling."""

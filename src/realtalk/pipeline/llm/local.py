@@ -1,0 +1,212 @@
+"""A GGUF model through llama-cpp-python, shared by all sessions.
+
+Generation runs in a worker thread and streams into the event loop; closing the stream stops
+it within a token. The previous call's KV cache is reused for the longest common prompt
+prefix, so a conversation's later turns only evaluate their new tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import llama_cpp.llama_cpp as llama_lib
+import numpy as np
+from llama_cpp import Llama
+
+from realtalk.pipeline.llm import Finished, LLMEvent, LLMRequest, TextDelta, ToolCall
+from realtalk.pipeline.llm.toolcalls import MalformedToolCall, may_be_call, parse_tool_calls
+
+TOOL_RESULT_NUDGE = (
+    "Using the tool result above, answer the user in one or two short spoken "
+    "sentences. Do not call a tool again."
+)
+
+
+@contextlib.contextmanager
+def _weight_repacking(enabled: bool) -> Iterator[None]:
+    """llama.cpp repacks weights into "extra buffer types" (AMX / CPU repack) by default. Some
+    VMs advertise AMX but fault on its instructions; with ``enabled=False`` plain CPU buffers
+    are used, which works everywhere."""
+    if enabled:
+        yield
+        return
+    original = llama_lib.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    llama_lib.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_lib.llama_model_default_params = original
+
+
+def local_temperature(realtime_temperature: float) -> float:
+    """OpenAI's Realtime range 0.6–1.2 → 0.0–0.6: a 0.5B model at 0.8 rambles and garbles
+    tool calls, so the scale is shifted down (0.8 → 0.2)."""
+    return max(0.0, min(1.0, realtime_temperature - 0.6))
+
+
+class LlamaLLM:
+    def __init__(
+        self, model_path: Path, *, n_ctx: int = 4096, threads: int = 2, repack: bool = False
+    ) -> None:
+        with _weight_repacking(repack):
+            self.llama = Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        self.context_tokens = n_ctx
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """One tiny generation so the first user does not pay for lazy initialisation."""
+        with self._lock:
+            self.llama.create_chat_completion(
+                messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+            )
+
+    @staticmethod
+    def _prepare(request: LLMRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        messages = []
+        for message in request.messages:
+            message = dict(message)
+            if message.get("tool_calls"):
+                calls = []
+                for call in message["tool_calls"]:
+                    function = dict(call["function"])
+                    if isinstance(function.get("arguments"), str):  # the template applies tojson
+                        try:
+                            function["arguments"] = json.loads(function["arguments"] or "{}")
+                        except json.JSONDecodeError:
+                            function["arguments"] = {}
+                    calls.append({**call, "function": function})
+                message["tool_calls"] = calls
+            messages.append(message)
+        tools = list(request.tools)
+        if request.tool_choice == "none":
+            tools = []
+        elif request.tool_choice not in ("auto", "required"):
+            tools = [t for t in tools if t.name == request.tool_choice]
+        if messages and messages[-1].get("role") == "tool":
+            messages.append({"role": "system", "content": TOOL_RESULT_NUDGE})
+        elif tools and request.tool_choice == "required":
+            messages.append({"role": "system", "content": "Call one of the tools now."})
+        elif tools and request.tool_choice not in ("auto", "required"):
+            messages.append({"role": "system", "content": f"Call the tool {tools[0].name} now."})
+        schemas = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in tools
+        ]
+        return messages, schemas or None
+
+    def _generate(self, request: LLMRequest, emit: Any, stop: threading.Event) -> None:
+        messages, tools = self._prepare(request)
+        with self._lock:
+            previous = np.array(self.llama.input_ids[: self.llama.n_tokens], copy=True)
+            completion = 0
+            reason = "stop"
+            chunks: Any = self.llama.create_chat_completion(
+                messages=cast(Any, messages),
+                tools=cast(Any, tools),
+                temperature=local_temperature(request.temperature),
+                top_p=0.95,
+                max_tokens=request.max_tokens,
+                stream=True,
+            )
+            try:
+                for chunk in chunks:
+                    if stop.is_set():
+                        break
+                    choice = chunk["choices"][0]
+                    piece = choice["delta"].get("content") or ""
+                    if piece:
+                        completion += 1
+                        emit(piece)
+                    if choice.get("finish_reason") == "length":
+                        reason = "length"
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()
+            total = int(self.llama.n_tokens)
+            prompt = max(0, total - completion)
+            current = self.llama.input_ids[:prompt]
+            length = min(len(previous), len(current))
+            mismatch = np.nonzero(previous[:length] != current[:length])[0]
+            cached = int(mismatch[0]) if mismatch.size else length
+        emit(Finished(prompt, completion, cached, reason))  # type: ignore[arg-type]
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | Finished | BaseException] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: str | Finished) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                self._generate(request, emit, stop)
+            except BaseException as exc:  # handed to the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(work))
+        names = {t.name for t in request.tools} if request.tool_choice != "none" else set()
+        held = ""
+        decided: bool | None = None if names else False
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, Finished):
+                    if decided is not False and held:
+                        for event in _calls_or_text(held, names):
+                            yield event
+                    yield item
+                    return
+                if decided is False:
+                    yield TextDelta(item)
+                    continue
+                held += item
+                decided = may_be_call(held)
+                if decided is False:
+                    yield TextDelta(held)
+                    held = ""
+        finally:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await worker
+
+
+def _calls_or_text(text: str, names: set[str]) -> list[LLMEvent]:
+    try:
+        calls = parse_tool_calls(text, names)
+    except MalformedToolCall:
+        calls = []
+    if not calls:
+        return [TextDelta(text)]
+    return [
+        ToolCall("call_" + secrets.token_hex(8), c.name, json.dumps(c.arguments)) for c in calls
+    ]

@@ -1,0 +1,1 @@
+"""Text to speech, and the chunker that feeds it clause by clause."""

@@ -1,0 +1,358 @@
+"""One response: from the conversation to the LLM, through the clause chunker to TTS, out as
+events — created → streaming → done / cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from realtalk.audio.pcm import WIRE_RATE, Int16Array, StreamResampler, encode_wire
+from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
+from realtalk.pipeline.models import Models
+from realtalk.pipeline.tts.chunker import ClauseChunker
+from realtalk.protocol.server_events import Event, ServerEvents
+from realtalk.session.config import SessionConfig
+from realtalk.session.items import ContentPart, Item, ResponseRecord, Segment, Usage
+
+log = logging.getLogger("realtalk.response")
+
+CancelReason = Literal["turn_detected", "client_cancelled"]
+DELTA_MS = 100
+"""Audio per ``response.audio.delta`` event."""
+MAX_TOKENS_INF = 512
+"""What ``"inf"`` means for a spoken reply from a small local model."""
+HISTORY_ITEMS = 40
+"""At most this many recent items go into the prompt."""
+
+
+class AudioOutput(Protocol):
+    """Where the assistant's audio goes when a transport plays it itself (WebRTC)."""
+
+    rate: int
+
+    def begin(self, response_id: str, item_id: str) -> None: ...
+
+    async def write(self, samples: Int16Array) -> None: ...
+
+    def end(self) -> None: ...
+
+
+@dataclass
+class Timings:
+    """Per-stage timestamps (perf_counter seconds) for benchmarks and logs."""
+
+    created: float = 0.0
+    transcript_ready: float | None = None
+    llm_first_token: float | None = None
+    tts_first_audio: float | None = None
+    first_audio_sent: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class ResponseRun:
+    def __init__(
+        self,
+        *,
+        record: ResponseRecord,
+        config: SessionConfig,
+        input_items: list[Item],
+        instructions: str,
+        out_of_band: bool,
+        events: ServerEvents,
+        emit: Callable[[Event | None], None],
+        models: Models,
+        add_item: Callable[[Item], str | None],
+        transcripts: Callable[[Iterable[Item]], Awaitable[None]],
+        audio_output: AudioOutput | None = None,
+    ) -> None:
+        self.record = record
+        self.config = config
+        self.input_items = input_items
+        self.instructions = instructions
+        self.out_of_band = out_of_band
+        self.events = events
+        self.emit = emit
+        self.models = models
+        self.add_item = add_item
+        self.wait_for_transcripts = transcripts
+        self.audio_output = audio_output
+        self.cancel_reason: CancelReason | None = None
+        self.timings = Timings(created=time.perf_counter())
+        self.message: Item | None = None
+        self.used_tokens = 0
+        self._previous: dict[str, str | None] = {}
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _output_index(self, item: Item) -> int:
+        return self.record.output.index(item)
+
+    def _start_item(self, item: Item) -> None:
+        self.record.output.append(item)
+        index = self._output_index(item)
+        self.emit(self.events.output_item_added(self.record.id, index, item))
+        if not self.out_of_band:
+            previous = self._previous[item.id] = self.add_item(item)
+            self.emit(self.events.item_added(item, previous))
+
+    def _finish_item(self, item: Item, status: Literal["completed", "incomplete"]) -> None:
+        item.status = status
+        index = self._output_index(item)
+        self.emit(self.events.output_item_done(self.record.id, index, item))
+        if not self.out_of_band:
+            self.emit(self.events.item_done(item, self._previous.get(item.id)))
+
+    def _ensure_message(self) -> Item:
+        if self.message is not None:
+            return self.message
+        part = ContentPart(
+            "output_audio" if self.config.audio_output else "output_text",
+            text=None if self.config.audio_output else "",
+            transcript="" if self.config.audio_output else None,
+        )
+        item = Item("message", role="assistant", status="in_progress")
+        self.message = item
+        self._start_item(item)
+        item.content.append(part)
+        self.emit(
+            self.events.content_part_added(
+                self.record.id, item.id, self._output_index(item), 0, part
+            )
+        )
+        return item
+
+    def _messages(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if self.instructions:
+            messages.append({"role": "system", "content": self.instructions})
+        for item in self.input_items[-HISTORY_ITEMS:]:
+            if item.type == "message":
+                text = item.text_for_model()
+                if text:
+                    messages.append({"role": item.role, "content": text})
+            elif item.type == "function_call":
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": item.call_id,
+                                "type": "function",
+                                "function": {
+                                    "name": item.name,
+                                    "arguments": item.arguments or "{}",
+                                },
+                            }
+                        ],
+                    }
+                )
+            else:
+                messages.append(
+                    {"role": "tool", "tool_call_id": item.call_id, "content": item.output or ""}
+                )
+        return messages
+
+    # ---- the run --------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.emit(self.events.response_created(self.record))
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            self._finish("cancelled")
+            raise
+        except Exception as exc:
+            log.exception("response failed")
+            self._finish("failed", error=str(exc))
+            return
+        self._finish("completed")
+
+    async def _run(self) -> None:
+        await self.wait_for_transcripts(self.input_items)
+        self.timings.transcript_ready = time.perf_counter()
+        cfg = self.config
+        request = LLMRequest(
+            messages=self._messages(),
+            tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in cfg.tools),
+            tool_choice=cfg.tool_choice,
+            temperature=cfg.temperature,
+            max_tokens=MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens,
+        )
+        speech: asyncio.Queue[str | None] = asyncio.Queue()
+        chunker = ClauseChunker()
+        usage = Usage()
+        async with asyncio.TaskGroup() as tasks:
+            speaker = tasks.create_task(self._speak(speech)) if cfg.audio_output else None
+            try:
+                async for event in self.models.llm.stream(request):
+                    if self.timings.llm_first_token is None:
+                        self.timings.llm_first_token = time.perf_counter()
+                    if isinstance(event, TextDelta):
+                        await self._on_text(event.text, chunker, speech)
+                    elif isinstance(event, ToolCall):
+                        await self._on_tool_call(event, chunker, speech)
+                    else:
+                        usage = Usage(
+                            input_text_tokens=event.prompt_tokens,
+                            cached_tokens=event.cached_tokens,
+                            output_text_tokens=event.completion_tokens,
+                        )
+                        self.used_tokens = event.prompt_tokens + event.completion_tokens
+            finally:
+                if speaker is not None:
+                    for piece in chunker.flush():
+                        speech.put_nowait(piece)
+                    speech.put_nowait(None)
+        self.record.usage = usage
+        if self.message is not None:
+            self._close_message("completed")
+
+    async def _on_text(
+        self, text: str, chunker: ClauseChunker, speech: asyncio.Queue[str | None]
+    ) -> None:
+        item = self._ensure_message()
+        index = self._output_index(item)
+        part = item.content[0]
+        if self.config.audio_output:
+            for piece in chunker.push(text):
+                speech.put_nowait(piece)
+        else:
+            part.text = (part.text or "") + text
+            self.emit(self.events.text_delta(self.record.id, item.id, index, 0, text))
+
+    async def _on_tool_call(
+        self, call: ToolCall, chunker: ClauseChunker, speech: asyncio.Queue[str | None]
+    ) -> None:
+        item = Item(
+            "function_call",
+            status="in_progress",
+            call_id=call.call_id,
+            name=call.name,
+            arguments="",
+        )
+        self._start_item(item)
+        index = self._output_index(item)
+        # Arguments stream in pieces, as a model serving them token by token would.
+        for start in range(0, len(call.arguments), 24):
+            delta = call.arguments[start : start + 24]
+            item.arguments = (item.arguments or "") + delta
+            self.emit(
+                self.events.function_arguments_delta(
+                    self.record.id, item.id, index, call.call_id, delta
+                )
+            )
+        self.emit(
+            self.events.function_arguments_done(
+                self.record.id, item.id, index, call.call_id, call.name, call.arguments
+            )
+        )
+        self._finish_item(item, "completed")
+
+    async def _speak(self, speech: asyncio.Queue[str | None]) -> None:
+        """Synthesize pieces in order; send transcript then audio for each."""
+        out_rate = (
+            self.audio_output.rate
+            if self.audio_output
+            else WIRE_RATE[self.config.output_audio_format]
+        )
+        resampler: StreamResampler | None = None
+        position_ms = 0
+        while (piece := await speech.get()) is not None:
+            pcm = await self.models.tts.synthesize(piece, speed=self.config.speed)
+            if self.timings.tts_first_audio is None:
+                self.timings.tts_first_audio = time.perf_counter()
+            if resampler is None:
+                resampler = StreamResampler(self.models.tts.sample_rate, out_rate)
+            audio = np.concatenate([resampler.push(pcm), resampler.flush()])
+            resampler = None  # each piece is whole; a fresh stream keeps lengths exact
+            item = self._ensure_message()
+            index = self._output_index(item)
+            part = item.content[0]
+            text = piece if not part.transcript else " " + piece
+            part.transcript = (part.transcript or "") + text
+            self.emit(self.events.transcript_delta(self.record.id, item.id, index, 0, text))
+            length_ms = len(audio) * 1000 // out_rate
+            part.segments.append(Segment(text, position_ms, position_ms + length_ms))
+            position_ms += length_ms
+            part.audio_ms = position_ms
+            await self._send_audio(item, index, audio, out_rate)
+
+    async def _send_audio(self, item: Item, index: int, audio: Int16Array, rate: int) -> None:
+        if self.audio_output is not None:
+            if self.timings.first_audio_sent is None:
+                self.audio_output.begin(self.record.id, item.id)
+            await self.audio_output.write(audio)
+            self.timings.first_audio_sent = self.timings.first_audio_sent or time.perf_counter()
+            return
+        step = rate * DELTA_MS // 1000
+        fmt = self.config.output_audio_format
+        for start in range(0, len(audio), step):
+            chunk = encode_wire(audio[start : start + step], fmt)
+            self.emit(
+                self.events.audio_delta(
+                    self.record.id, item.id, index, 0, base64.b64encode(chunk).decode("ascii")
+                )
+            )
+            if self.timings.first_audio_sent is None:
+                self.timings.first_audio_sent = time.perf_counter()
+            await asyncio.sleep(0)  # let barge-in and other sessions in between deltas
+
+    def _close_message(self, status: Literal["completed", "incomplete"]) -> None:
+        item = self.message
+        assert item is not None
+        index = self._output_index(item)
+        part = item.content[0] if item.content else None
+        if part is not None:
+            if part.type == "output_audio":
+                self.emit(self.events.audio_done(self.record.id, item.id, index, 0))
+                self.emit(
+                    self.events.transcript_done(
+                        self.record.id, item.id, index, 0, part.transcript or ""
+                    )
+                )
+                if self.audio_output is not None:
+                    self.audio_output.end()
+            else:
+                self.emit(self.events.text_done(self.record.id, item.id, index, 0, part.text or ""))
+            self.emit(self.events.content_part_done(self.record.id, item.id, index, 0, part))
+        self._finish_item(item, status)
+
+    def _finish(
+        self, status: Literal["completed", "cancelled", "failed"], error: str | None = None
+    ) -> None:
+        record = self.record
+        for item in record.output:
+            if item.status == "in_progress":
+                item.status = "incomplete"
+        record.status = status
+        if status == "cancelled":
+            record.status_details = {
+                "type": "cancelled",
+                "reason": self.cancel_reason or "client_cancelled",
+            }
+        elif status == "failed":
+            record.status_details = {
+                "type": "failed",
+                "error": {
+                    "type": "server_error",
+                    "code": "response_failed",
+                    "message": f"The response failed: {error}",
+                },
+            }
+        if record.usage is None:
+            record.usage = Usage()
+        self.emit(self.events.response_done(record))
+        self.emit(self.events.rate_limits_updated(self.models.llm.context_tokens, self.used_tokens))
+
+
+async def settle(task: asyncio.Task[Any]) -> None:
+    """Await a task that may have been cancelled, without propagating its cancellation."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

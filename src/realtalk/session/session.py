@@ -1,0 +1,461 @@
+"""A Realtime session: configuration, conversation, input audio, turns and responses.
+
+Transport-agnostic: a transport feeds client event text (:meth:`receive`) and, for WebRTC,
+decoded audio (:meth:`push_audio`); it drains :attr:`outbox` for server events. Every
+background task belongs to the session and ends with :meth:`aclose`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable
+from typing import Any, Literal, assert_never
+
+from realtalk.audio.pcm import (
+    INTERNAL_RATE,
+    WIRE_RATE,
+    Int16Array,
+    StreamResampler,
+    decode_wire,
+)
+from realtalk.pipeline.models import Models
+from realtalk.protocol import client_events
+from realtalk.protocol.errors import ProtocolError
+from realtalk.protocol.server_events import Event, ServerEvents
+from realtalk.session import commands as cmd
+from realtalk.session.config import SessionConfig
+from realtalk.session.conversation import Conversation
+from realtalk.session.input_audio import InputAudioBuffer
+from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
+from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
+from realtalk.session.turns import Pause, SpeechStarted, SpeechStopped, TurnDetector
+
+log = logging.getLogger("realtalk.session")
+
+Transport = Literal["websocket", "webrtc"]
+QUIET_KEEP_MS = 2_000
+"""While nobody speaks, keep this much audio (for prefix padding), drop the rest."""
+
+
+class RealtimeSession:
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        generation: Literal["beta", "ga"],
+        models: Models,
+        session_id: str,
+        expires_at: int,
+        transport: Transport = "websocket",
+        audio_output: AudioOutput | None = None,
+    ) -> None:
+        self.config = config
+        self.generation = generation
+        self.models = models
+        self.session_id = session_id
+        self.transport = transport
+        self.audio_output = audio_output
+        self.events = ServerEvents(generation, session_id, expires_at)
+        self.outbox: asyncio.Queue[Event] = asyncio.Queue()
+        self.conversation = Conversation()
+        self.conversation_id = new_id("conv")
+        self.buffer = InputAudioBuffer()
+        self.vad = models.vad.stream()
+        self.turns = TurnDetector(config.turn_detection) if config.turn_detection else None
+        self._resampler = self._make_resampler()
+        self._frames_ms = 0
+        self._speech_item_id: str | None = None
+        self._speech_start_ms = 0
+        self._active: ResponseRun | None = None
+        self._active_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._transcripts: dict[str, asyncio.Task[object]] = {}
+        self._idle_task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.last_run: ResponseRun | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Queue the opening events."""
+        self.emit(self.events.session_created(self.config))
+        self.emit(self.events.conversation_created(self.conversation_id))
+
+    async def aclose(self) -> None:
+        """Stop every task this session owns and free its per-session state."""
+        self.closed = True
+        tasks = [t for t in (*self._tasks, self._active_task, self._idle_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            await settle(task)
+        self._tasks.clear()
+        self._transcripts.clear()
+        self.vad.close()
+
+    def emit(self, event: Event | None) -> None:
+        if event is not None:
+            self.outbox.put_nowait(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def active_response(self) -> ResponseRun | None:
+        return self._active
+
+    # ---- client events ------------------------------------------------------------------
+    async def receive(self, raw: str | bytes) -> None:
+        """Handle one client event; mistakes become ``error`` events, never exceptions."""
+        if self.closed:
+            self.emit(
+                self.events.error(
+                    ProtocolError("The session has ended; open a new one.", "session_closed")
+                )
+            )
+            return
+        try:
+            command = client_events.decode(raw, self.generation, self.config)
+            await self.handle(command)
+        except ProtocolError as exc:
+            self.emit(self.events.error(exc))
+
+    async def handle(self, command: cmd.Command) -> None:
+        try:
+            await self._dispatch(command)
+        except ProtocolError as exc:
+            exc.event_id = exc.event_id or command.event_id
+            raise
+
+    async def _dispatch(self, command: cmd.Command) -> None:
+        match command:
+            case cmd.UpdateSession():
+                self._update_config(command.config)
+                if command.transcription_only:
+                    self.emit(self.events.transcription_session_updated(self.config))
+                else:
+                    self.emit(self.events.session_updated(self.config))
+            case cmd.AppendAudio():
+                if self.transport == "webrtc":
+                    raise ProtocolError(
+                        "Over WebRTC, audio travels on the RTP track; "
+                        "input_audio_buffer.append is not accepted.",
+                        "invalid_value",
+                        "type",
+                    )
+                fmt = self.config.input_audio_format
+                samples = decode_wire(command.audio, fmt)
+                self.push_audio(self._resampler.push(samples))
+            case cmd.CommitAudio():
+                self._commit(manual=True)
+            case cmd.ClearAudio():
+                self.buffer.clear()
+                self.vad.reset()
+                if self.turns:
+                    self.turns.reset()
+                self._speech_item_id = None
+                self.emit(self.events.cleared())
+            case cmd.CreateItem():
+                self._create_item(command.item, command.previous_item_id)
+            case cmd.RetrieveItem():
+                self.emit(self.events.item_retrieved(self.conversation.get(command.item_id)))
+            case cmd.DeleteItem():
+                self.conversation.delete(command.item_id)
+                self.emit(self.events.item_deleted(command.item_id))
+            case cmd.TruncateItem():
+                self._truncate(command)
+            case cmd.CreateResponse():
+                self._create_response(command.options)
+            case cmd.CancelResponse():
+                active = self._active
+                if active is None or (
+                    command.response_id and command.response_id != active.record.id
+                ):
+                    raise ProtocolError(
+                        "Cancellation failed: no active response found"
+                        + (f" with id '{command.response_id}'." if command.response_id else "."),
+                        "response_cancel_not_active",
+                        "response_id",
+                    )
+                await self.cancel_response("client_cancelled")
+            case cmd.ClearOutputAudio():
+                if self.transport != "webrtc":
+                    raise ProtocolError(
+                        "output_audio_buffer.clear is only supported over WebRTC; over a "
+                        "WebSocket the client owns playback (use conversation.item.truncate).",
+                        "invalid_value",
+                        "type",
+                    )
+                await self.clear_output_audio()
+            case _:
+                assert_never(command)
+
+    def _update_config(self, config: SessionConfig) -> None:
+        old = self.config
+        self.config = config
+        if config.input_audio_format != old.input_audio_format:
+            self._resampler = self._make_resampler()
+        if config.turn_detection is None:
+            self.turns = None
+        elif self.turns is None:
+            self.turns = TurnDetector(config.turn_detection)
+        else:
+            self.turns.configure(config.turn_detection)
+
+    def _make_resampler(self) -> StreamResampler:
+        return StreamResampler(WIRE_RATE[self.config.input_audio_format], INTERNAL_RATE)
+
+    # ---- audio in -----------------------------------------------------------------------
+    def push_audio(self, samples: Int16Array) -> None:
+        """16 kHz int16 user audio (already decoded by the transport)."""
+        if samples.size == 0:
+            return
+        self.buffer.append(samples)
+        probabilities = self.vad.push(samples)
+        for probability in probabilities:
+            self._frames_ms += self.vad.frame_ms
+            if self.turns is not None:
+                self._on_turn(self.turns.feed(probability, self._frames_ms))
+        if self.turns is not None and self.turns.state == "quiet":
+            self.buffer.drop_before(self.buffer.end_ms - QUIET_KEEP_MS)
+
+    def _on_turn(self, event: SpeechStarted | SpeechStopped | Pause | None) -> None:
+        config = self.config.turn_detection
+        if event is None or config is None:
+            return
+        if isinstance(event, SpeechStarted):
+            self._cancel_idle_timer()
+            self._speech_item_id = new_id("item")
+            self._speech_start_ms = event.audio_start_ms
+            self.emit(self.events.speech_started(event.audio_start_ms, self._speech_item_id))
+            if self._active is not None and config.interrupt_response:
+                self._spawn(self.cancel_response("turn_detected"))
+        elif isinstance(event, SpeechStopped):
+            item_id = self._speech_item_id or new_id("item")
+            self.emit(self.events.speech_stopped(event.audio_end_ms, item_id))
+            self._commit(
+                manual=False,
+                item_id=item_id,
+                start_ms=self._speech_start_ms,
+                end_ms=event.audio_end_ms,
+            )
+            self._speech_item_id = None
+            if config.create_response and self._active is None:
+                self._create_response(cmd.ResponseOptions())
+
+    def _commit(
+        self,
+        *,
+        manual: bool,
+        item_id: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> Item:
+        if manual and self.buffer.duration_ms < 100:
+            raise ProtocolError(
+                f"Error committing input audio buffer: buffer too small. Expected at least "
+                f"100ms of audio, but buffer only has {self.buffer.duration_ms:.2f}ms of audio.",
+                "input_audio_buffer_commit_empty",
+                None,
+            )
+        audio = self.buffer.take(start_ms, end_ms)
+        if manual:
+            self.vad.reset()
+            if self.turns:
+                self.turns.reset()
+            self._speech_item_id = None
+        part = ContentPart(
+            "input_audio", transcript=None, audio_ms=len(audio) * 1000 // INTERNAL_RATE
+        )
+        item = Item("message", id=item_id or new_id("item"), role="user", content=[part])
+        previous = self.conversation.insert(item)
+        self.emit(self.events.committed(item.id, previous))
+        self.emit(self.events.item_added(item, previous))
+        self._transcripts[item.id] = self._spawn(self._transcribe(item, audio, previous))
+        return item
+
+    async def _transcribe(self, item: Item, audio: Int16Array, previous: str | None) -> None:
+        part = item.content[0]
+        transcription = self.config.transcription
+        try:
+            result = await self.models.stt.transcribe(
+                audio,
+                prompt=transcription.prompt if transcription else None,
+                language=transcription.language if transcription else None,
+            )
+        except Exception as exc:  # reported to the client
+            log.warning("transcription failed: %s", type(exc).__name__)
+            part.transcript = ""
+            if transcription is not None:
+                self.emit(self.events.transcription_failed(item.id, 0, "Transcription failed."))
+            self.emit(self.events.item_done(item, previous))
+            return
+        part.transcript = result.text
+        if transcription is not None:
+            if result.text:
+                self.emit(self.events.transcription_delta(item.id, 0, result.text))
+            self.emit(
+                self.events.transcription_completed(item.id, 0, result.text, result.audio_seconds)
+            )
+        self.emit(self.events.item_done(item, previous))
+
+    async def _wait_for_transcripts(self, items: Iterable[Item]) -> None:
+        pending = [self._transcripts[i.id] for i in items if i.id in self._transcripts]
+        for task in pending:
+            await asyncio.shield(task)
+
+    # ---- conversation -------------------------------------------------------------------
+    def _create_item(self, item: Item, previous_item_id: str | None) -> None:
+        previous = self.conversation.insert(item, previous_item_id)
+        self.emit(self.events.item_added(item, previous))
+        self.emit(self.events.item_done(item, previous))
+
+    def _truncate(self, command: cmd.TruncateItem) -> None:
+        item = self.conversation.get(command.item_id)
+        if item.type != "message" or item.role != "assistant":
+            raise ProtocolError(
+                "Only assistant messages can be truncated.", "invalid_value", "item_id"
+            )
+        if not 0 <= command.content_index < len(item.content):
+            raise ProtocolError(
+                f"Invalid 'content_index': item has {len(item.content)} part(s).",
+                "invalid_value",
+                "content_index",
+            )
+        part = item.content[command.content_index]
+        if part.type != "output_audio":
+            raise ProtocolError(
+                "The content part has no audio to truncate.",
+                "unsupported_content_type",
+                "content_index",
+            )
+        if command.audio_end_ms > part.audio_ms:
+            raise ProtocolError(
+                f"audio_end_ms ({command.audio_end_ms}) is longer than the item's audio "
+                f"({part.audio_ms} ms).",
+                "invalid_value",
+                "audio_end_ms",
+            )
+        self.truncate_item(item, command.content_index, command.audio_end_ms)
+
+    def truncate_item(self, item: Item, content_index: int, audio_end_ms: int) -> None:
+        part = item.content[content_index]
+        part.transcript = part.transcript_until(audio_end_ms)
+        part.segments = [s for s in part.segments if s.start_ms < audio_end_ms]
+        part.audio_ms = audio_end_ms
+        self.emit(self.events.item_truncated(item.id, content_index, audio_end_ms))
+
+    # ---- responses ----------------------------------------------------------------------
+    def _create_response(self, options: cmd.ResponseOptions) -> None:
+        if self._active is not None:
+            raise ProtocolError(
+                f"Conversation already has an active response in progress: "
+                f"{self._active.record.id}. Wait until the response is finished before creating "
+                "a new one.",
+                "conversation_already_has_active_response",
+                None,
+            )
+        config = self.config
+        overrides = {
+            k: getattr(options, k)
+            for k in (
+                "audio_output",
+                "voice",
+                "output_audio_format",
+                "tools",
+                "tool_choice",
+                "temperature",
+                "max_output_tokens",
+            )
+            if getattr(options, k) is not None
+        }
+        if overrides:
+            config = config.with_changes(**overrides)
+        if config.tool_choice not in ("auto", "none", "required") and not any(
+            t.name == config.tool_choice for t in config.tools
+        ):
+            raise ProtocolError(
+                f"tool_choice names '{config.tool_choice}', which is not a configured tool.",
+                "invalid_value",
+                "response.tool_choice",
+            )
+        if options.input is not None:
+            items = [self.conversation.get(e) if isinstance(e, str) else e for e in options.input]
+        else:
+            items = list(self.conversation)
+        record = ResponseRecord(
+            metadata=options.metadata,
+            audio_output=config.audio_output,
+            voice=config.voice,
+            output_audio_format=config.output_audio_format,
+            temperature=config.temperature,
+            max_output_tokens=config.max_output_tokens,
+            conversation_id=None if options.out_of_band else self.conversation_id,
+        )
+        run = ResponseRun(
+            record=record,
+            config=config,
+            input_items=items,
+            instructions=options.instructions
+            if options.instructions is not None
+            else config.instructions,
+            out_of_band=options.out_of_band,
+            events=self.events,
+            emit=self.emit,
+            models=self.models,
+            add_item=self.conversation.insert,
+            transcripts=self._wait_for_transcripts,
+            audio_output=self.audio_output,
+        )
+        self._active = run
+        self.last_run = run
+        self._active_task = asyncio.ensure_future(self._run_response(run))
+
+    async def _run_response(self, run: ResponseRun) -> None:
+        try:
+            await run.run()
+        finally:
+            if self._active is run:
+                self._active = None
+                self._active_task = None
+            self._start_idle_timer()
+
+    async def cancel_response(self, reason: CancelReason) -> None:
+        run, task = self._active, self._active_task
+        if run is None or task is None:
+            return
+        run.cancel_reason = reason
+        task.cancel()
+        await settle(task)
+
+    async def clear_output_audio(self) -> None:
+        """WebRTC: stop playout now (the transport overrides what 'now' means)."""
+        await self.cancel_response("client_cancelled")
+
+    # ---- idle timeout -------------------------------------------------------------------
+    def _start_idle_timer(self) -> None:
+        turn = self.config.turn_detection
+        if self.closed or turn is None or turn.idle_timeout_ms is None:
+            return
+        self._cancel_idle_timer()
+        self._idle_task = asyncio.ensure_future(self._idle(turn.idle_timeout_ms))
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_task is not None and self._idle_task is not asyncio.current_task():
+            self._idle_task.cancel()
+        self._idle_task = None
+
+    async def _idle(self, timeout_ms: int) -> None:
+        await asyncio.sleep(timeout_ms / 1000)
+        if self._active is not None or (self.turns and self.turns.state == "speaking"):
+            return
+        start_ms = max(self.buffer.start_ms, self.buffer.end_ms - timeout_ms)
+        end_ms = self.buffer.end_ms
+        item_id = new_id("item")
+        self.emit(self.events.timeout_triggered(start_ms, end_ms, item_id))
+        self._idle_task = None
+        self._commit(manual=False, item_id=item_id, start_ms=start_ms, end_ms=end_ms)
+        self._create_response(cmd.ResponseOptions())
