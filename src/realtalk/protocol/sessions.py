@@ -7,6 +7,7 @@ cannot express (OpenAI's documented limits) are checked here and reported with t
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal
@@ -328,13 +329,25 @@ def _transcription_object(transcription: Transcription | None) -> dict[str, Any]
     }
 
 
+def _beta_model_names() -> frozenset[str]:
+    annotation = BetaSession.model_fields["model"].annotation
+    names: set[str] = set()
+    for arg in typing.get_args(annotation):
+        names.update(a for a in typing.get_args(arg) if isinstance(a, str))
+    return frozenset(names)
+
+
+BETA_MODEL_NAMES = _beta_model_names()
+"""The beta session type only admits OpenAI's model names; others are reported as null."""
+
+
 def beta_session_object(config: SessionConfig, session_id: str, expires_at: int) -> dict[str, Any]:
     """The flat session object of ``session.created`` and ``POST /v1/realtime/sessions``."""
     return {
         "id": session_id,
         "object": "realtime.session",
         "expires_at": expires_at,
-        "model": config.model,
+        "model": config.model if config.model in BETA_MODEL_NAMES else None,
         "modalities": ["text", "audio"] if config.audio_output else ["text"],
         "instructions": config.instructions,
         "voice": config.voice,

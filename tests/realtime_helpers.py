@@ -1,0 +1,93 @@
+"""Helpers for Realtime tests: validating server events against the openai types, speech."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import typing
+import wave
+from typing import Any
+
+import numpy as np
+import soxr
+from openai.types.beta.realtime import realtime_server_event as beta_server
+from openai.types.realtime import realtime_server_event as ga_server
+from pydantic import BaseModel
+
+
+def _models(union: Any) -> dict[str, type[BaseModel]]:
+    table: dict[str, type[BaseModel]] = {}
+    for model in typing.get_args(typing.get_args(union)[0]):
+        (tag,) = typing.get_args(model.model_fields["type"].annotation)
+        table[tag] = model
+    return table
+
+
+SERVER_MODELS = {
+    "beta": _models(beta_server.RealtimeServerEvent),
+    "ga": _models(ga_server.RealtimeServerEvent),
+}
+GA_ONLY = {
+    "conversation.item.added",
+    "conversation.item.done",
+    "response.output_audio.delta",
+    "response.output_audio.done",
+    "response.output_audio_transcript.delta",
+    "response.output_audio_transcript.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+}
+BETA_ONLY = {
+    "conversation.item.created",
+    "response.audio.delta",
+    "response.audio.done",
+    "response.audio_transcript.delta",
+    "response.audio_transcript.done",
+    "response.text.delta",
+    "response.text.done",
+    "conversation.created",
+}
+
+
+def validate_event(event: dict[str, Any], generation: str) -> BaseModel:
+    """The event parsed by the openai package's model for its type (strict about names)."""
+    kind = event["type"]
+    models = SERVER_MODELS[generation]
+    assert kind in models, f"{kind!r} is not a {generation} server event"
+    if generation == "beta":
+        assert kind not in GA_ONLY, f"GA name {kind!r} on a beta connection"
+    else:
+        assert kind not in BETA_ONLY or kind == "conversation.created", (
+            f"beta name {kind!r} on a GA connection"
+        )
+    assert isinstance(event.get("event_id"), str) and event["event_id"]
+    return models[kind].model_validate(event)
+
+
+def speech(text: str, rate: int = 24_000, words_per_minute: int = 150) -> np.ndarray:
+    """``text`` spoken by espeak-ng, as int16 mono at ``rate``."""
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng is required (make test installs it)"
+    wav = subprocess.run(
+        [espeak, "-v", "en-us", "-s", str(words_per_minute), "--stdout", text],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with wave.open(io.BytesIO(wav)) as reader:
+        native = reader.getframerate()
+        samples = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
+    return np.asarray(soxr.resample(samples, native, rate), dtype=np.int16)
+
+
+def silence(ms: int, rate: int = 24_000) -> np.ndarray:
+    return np.zeros(rate * ms // 1000, dtype=np.int16)
+
+
+def tone(ms: int, rate: int = 24_000, hz: float = 220.0, level: float = 0.3) -> np.ndarray:
+    t = np.arange(rate * ms // 1000) / rate
+    return (np.sin(2 * np.pi * hz * t) * level * 32767).astype(np.int16)
+
+
+def words(text: str) -> set[str]:
+    return {w.strip(".,!?;:'\"").lower() for w in text.split() if w.strip(".,!?;:'\"")}

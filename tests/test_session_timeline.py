@@ -1,0 +1,540 @@
+"""The session's state machine on scripted timelines: event order, barge-in, cancel, errors.
+
+Model stages are scripted (tests/scripted.py) so these run in milliseconds; every event is
+still validated against the openai package's types for its generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from realtalk.session.config import SessionConfig, TurnDetection
+from realtalk.session.session import RealtimeSession
+from tests.realtime_helpers import silence, tone, validate_event
+from tests.scripted import ScriptedLLM, ScriptedSTT, call, scripted_models, text
+
+
+class Client:
+    def __init__(self, session: RealtimeSession) -> None:
+        self.session = session
+        self.seen: list[dict[str, Any]] = []
+        self._counter = 0
+
+    async def send(self, event: dict[str, Any]) -> str:
+        self._counter += 1
+        event_id = event.setdefault("event_id", f"evt_{self._counter}")
+        await self.session.receive(json.dumps(event))
+        return event_id
+
+    async def audio(self, samples: np.ndarray, chunk_ms: int = 100) -> None:
+        step = 24 * chunk_ms
+        for start in range(0, len(samples), step):
+            await self.send(
+                {
+                    "type": "input_audio_buffer.append",
+                    "audio": base64.b64encode(samples[start : start + step].tobytes()).decode(),
+                }
+            )
+            await asyncio.sleep(0)
+
+    async def until(self, kind: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Events up to and including the next ``kind``."""
+        got: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.session.outbox.get()
+                validate_event(event, self.session.generation)
+                got.append(event)
+                self.seen.append(event)
+                if event["type"] == kind:
+                    return got
+
+    def drain(self) -> list[dict[str, Any]]:
+        got = []
+        while not self.session.outbox.empty():
+            event = self.session.outbox.get_nowait()
+            validate_event(event, self.session.generation)
+            got.append(event)
+        self.seen.extend(got)
+        return got
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+@pytest.fixture
+async def make_session() -> AsyncIterator[Any]:
+    sessions: list[RealtimeSession] = []
+
+    def make(
+        generation: str = "ga",
+        llm: ScriptedLLM | None = None,
+        stt: ScriptedSTT | None = None,
+        **config: Any,
+    ) -> Client:
+        session = RealtimeSession(
+            config=SessionConfig(instructions="Be brief.", **config),
+            generation=generation,  # type: ignore[arg-type]
+            models=scripted_models(llm, stt),
+            session_id="sess_test",
+            expires_at=0,
+        )
+        session.start()
+        sessions.append(session)
+        return Client(session)
+
+    yield make
+    for session in sessions:
+        await session.aclose()
+        assert not session._tasks
+
+
+async def test_opening_events_per_generation(make_session: Any) -> None:
+    beta = make_session("beta")
+    assert types(beta.drain()) == ["session.created", "conversation.created"]
+    ga = make_session("ga")
+    assert types(ga.drain()) == ["session.created"]
+
+
+async def test_voice_turn_event_order_ga(make_session: Any) -> None:
+    llm = ScriptedLLM([[text("Hello"), text(" there."), text(" How are you?")]])
+    client = make_session("ga", llm=llm, stt=ScriptedSTT(["hi robot"]))
+    client.drain()
+    await client.audio(np.concatenate([silence(500), tone(1500), silence(800)]))
+    events = await client.until("response.done")
+    events += await client.until("rate_limits.updated")
+    order = types(events)
+    expected = [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "response.created",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.done",
+        "rate_limits.updated",
+    ]
+    positions = [order.index(kind) for kind in expected]
+    assert positions == sorted(positions), order
+    assert "conversation.item.input_audio_transcription.completed" in order
+    started = events[order.index("input_audio_buffer.speech_started")]
+    stopped = events[order.index("input_audio_buffer.speech_stopped")]
+    committed = events[order.index("input_audio_buffer.committed")]
+    assert started["item_id"] == stopped["item_id"] == committed["item_id"]
+    assert 0 <= started["audio_start_ms"] <= 500
+    assert 2000 <= stopped["audio_end_ms"] <= 2600
+    completed = events[order.index("conversation.item.input_audio_transcription.completed")]
+    assert completed["transcript"] == "hi robot"
+    done = events[-2]["response"]
+    assert done["status"] == "completed"
+    assert done["output"][0]["content"][0]["transcript"] == "Hello there. How are you?"
+    assert done["usage"]["output_tokens"] == 3
+    # The user's words reached the model as text.
+    assert llm.requests[0].messages[-1] == {"role": "user", "content": "hi robot"}
+    assert llm.requests[0].messages[0] == {"role": "system", "content": "Be brief."}
+
+
+async def test_text_turn_beta_names(make_session: Any) -> None:
+    client = make_session("beta", llm=ScriptedLLM([[text("Four.")]]), audio_output=False)
+    client.drain()
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "2+2?"}],
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    events = await client.until("response.done")
+    order = types(events)
+    assert "conversation.item.created" in order and "response.text.delta" in order
+    assert events[-1]["response"]["output"][0]["content"][0] == {"type": "text", "text": "Four."}
+
+
+async def test_barge_in_cancels_with_turn_detected(make_session: Any) -> None:
+    llm = ScriptedLLM([[text("This is a long answer. " * 3)], [text("Sure.")]], token_delay_s=0.05)
+    client = make_session("ga", llm=llm)
+    client.drain()
+    await client.audio(np.concatenate([tone(800), silence(700)]))
+    await client.until("response.output_audio.delta")
+    await client.audio(tone(600))  # the user talks over the agent
+    events = await client.until("response.done")
+    done = events[-1]["response"]
+    assert done["status"] == "cancelled"
+    assert done["status_details"]["reason"] == "turn_detected"
+    assert types(events).index("input_audio_buffer.speech_started") < len(events) - 1
+    # The interrupted answer stays in the conversation, marked incomplete.
+    assert done["output"][0]["status"] == "incomplete"
+    # The user's new turn is answered afterwards.
+    await client.audio(silence(800))
+    assert (await client.until("response.done"))[-1]["response"]["status"] == "completed"
+
+
+async def test_interrupt_response_false_keeps_the_reply(make_session: Any) -> None:
+    turn = TurnDetection(interrupt_response=False, create_response=True)
+    llm = ScriptedLLM([[text("One two three four five.")]], token_delay_s=0.02)
+    client = make_session("ga", llm=llm, turn_detection=turn)
+    client.drain()
+    await client.audio(np.concatenate([tone(500), silence(600)]))
+    await client.until("response.created")
+    await client.audio(tone(300))
+    events = await client.until("response.done")
+    assert "input_audio_buffer.speech_started" in types(events)
+    assert events[-1]["response"]["status"] == "completed"
+
+
+async def test_response_cancel_and_second_create(make_session: Any) -> None:
+    client = make_session(
+        "ga", llm=ScriptedLLM([[text("word ")] * 50], token_delay_s=0.05), turn_detection=None
+    )
+    client.drain()
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Talk"}],
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    await client.until("response.created")
+    second = await client.send({"type": "response.create", "event_id": "evt_again"})
+    error = (await client.until("error"))[-1]["error"]
+    assert error["code"] == "conversation_already_has_active_response"
+    assert error["event_id"] == second == "evt_again"
+    await client.send({"type": "response.cancel"})
+    done = (await client.until("response.done"))[-1]["response"]
+    assert done["status"] == "cancelled"
+    assert done["status_details"]["reason"] == "client_cancelled"
+    await client.send({"type": "response.cancel", "event_id": "evt_nothing"})
+    error = (await client.until("error"))[-1]["error"]
+    assert error["code"] == "response_cancel_not_active" and error["event_id"] == "evt_nothing"
+
+
+async def test_manual_commit_without_vad(make_session: Any) -> None:
+    client = make_session(
+        "ga", llm=ScriptedLLM([[text("Yes.")]]), stt=ScriptedSTT(["ping"]), turn_detection=None
+    )
+    client.drain()
+    await client.audio(np.concatenate([tone(700), silence(700)]))
+    assert client.drain() == []  # no VAD events, no automatic response
+    await client.send({"type": "input_audio_buffer.commit"})
+    committed = await client.until("conversation.item.added")
+    assert types(committed) == ["input_audio_buffer.committed", "conversation.item.added"]
+    await client.send({"type": "response.create"})
+    assert (await client.until("response.done"))[-1]["response"]["status"] == "completed"
+    await client.send({"type": "input_audio_buffer.commit", "event_id": "evt_empty"})
+    error = (await client.until("error"))[-1]["error"]
+    assert error["code"] == "input_audio_buffer_commit_empty"
+
+
+async def test_function_call_round_trip(make_session: Any) -> None:
+    tools = (
+        {
+            "type": "function",
+            "name": "lookup_order",
+            "description": "Find an order",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+        },
+    )
+    llm = ScriptedLLM(
+        [[call("lookup_order", '{"order_id": "1001"}')], [text("Order 1001 has shipped.")]]
+    )
+    client = make_session("ga", llm=llm, turn_detection=None, audio_output=False)
+    client.drain()
+    await client.send(
+        {"type": "session.update", "session": {"type": "realtime", "tools": list(tools)}}
+    )
+    await client.until("session.updated")
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Order 1001?"}],
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    events = await client.until("response.done")
+    done_args = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert done_args["name"] == "lookup_order"
+    assert json.loads(done_args["arguments"]) == {"order_id": "1001"}
+    deltas = "".join(
+        e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+    )
+    assert deltas == done_args["arguments"]
+    output = events[-1]["response"]["output"]
+    assert output[0]["type"] == "function_call" and output[0]["call_id"] == done_args["call_id"]
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "function_call_output",
+                "call_id": done_args["call_id"],
+                "output": json.dumps({"status": "shipped"}),
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    events = await client.until("response.done")
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Order 1001 has shipped."
+    messages = llm.requests[1].messages
+    assert messages[-2]["tool_calls"][0]["function"]["name"] == "lookup_order"
+    assert messages[-1] == {
+        "role": "tool",
+        "tool_call_id": done_args["call_id"],
+        "content": '{"status": "shipped"}',
+    }
+
+
+async def test_conversation_items_retrieve_delete_truncate(make_session: Any) -> None:
+    client = make_session(
+        "ga", llm=ScriptedLLM([[text("A fairly long spoken answer.")]]), turn_detection=None
+    )
+    client.drain()
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "id": "item_user1",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}],
+            },
+        }
+    )
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "previous_item_id": "root",
+            "item": {
+                "id": "item_sys",
+                "type": "message",
+                "role": "system",
+                "content": [{"type": "input_text", "text": "Rules."}],
+            },
+        }
+    )
+    added = [e for e in client.drain() if e["type"] == "conversation.item.added"]
+    assert added[1]["previous_item_id"] is None
+    await client.send({"type": "response.create"})
+    done = (await client.until("response.done"))[-1]["response"]
+    assistant = done["output"][0]["id"]
+    await client.send({"type": "conversation.item.retrieve", "item_id": "item_user1"})
+    retrieved = (await client.until("conversation.item.retrieved"))[-1]
+    assert retrieved["item"]["content"][0]["text"] == "hi"
+    await client.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": assistant,
+            "content_index": 0,
+            "audio_end_ms": 600,
+        }
+    )
+    truncated = (await client.until("conversation.item.truncated"))[-1]
+    assert truncated["audio_end_ms"] == 600
+    item = client.session.conversation.get(assistant)
+    assert len(item.content[0].transcript or "") < len("A fairly long spoken answer.")
+    await client.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": assistant,
+            "content_index": 0,
+            "audio_end_ms": 60_000,
+            "event_id": "evt_long",
+        }
+    )
+    error = (await client.until("error"))[-1]["error"]
+    assert error["param"] == "audio_end_ms" and error["event_id"] == "evt_long"
+    await client.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": "item_user1",
+            "content_index": 0,
+            "audio_end_ms": 0,
+        }
+    )
+    assert (await client.until("error"))[-1]["error"]["code"] == "invalid_value"
+    await client.send({"type": "conversation.item.delete", "item_id": "item_user1"})
+    assert (await client.until("conversation.item.deleted"))[-1]["item_id"] == "item_user1"
+    await client.send({"type": "conversation.item.retrieve", "item_id": "item_user1"})
+    assert (await client.until("error"))[-1]["error"]["code"] == "item_not_found"
+
+
+async def test_out_of_band_response_leaves_the_conversation_alone(make_session: Any) -> None:
+    llm = ScriptedLLM([[text("Positive.")]])
+    client = make_session("ga", llm=llm, turn_detection=None)
+    client.drain()
+    await client.send(
+        {
+            "type": "response.create",
+            "response": {
+                "conversation": "none",
+                "output_modalities": ["text"],
+                "instructions": "Classify.",
+                "metadata": {"topic": "sentiment"},
+                "input": [
+                    {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "I love it"}],
+                    }
+                ],
+            },
+        }
+    )
+    events = await client.until("response.done")
+    assert "conversation.item.added" not in types(events)
+    done = events[-1]["response"]
+    assert done["conversation_id"] is None and done["metadata"] == {"topic": "sentiment"}
+    assert len(client.session.conversation) == 0
+    assert llm.requests[0].messages == [
+        {"role": "system", "content": "Classify."},
+        {"role": "user", "content": "I love it"},
+    ]
+
+
+async def test_output_audio_buffer_clear_is_webrtc_only(make_session: Any) -> None:
+    client = make_session("ga")
+    client.drain()
+    await client.send({"type": "output_audio_buffer.clear", "event_id": "evt_clear"})
+    error = (await client.until("error"))[-1]["error"]
+    assert error["event_id"] == "evt_clear" and "WebRTC" in error["message"]
+
+
+async def test_idle_timeout_triggers_a_turn(make_session: Any) -> None:
+    turn = TurnDetection(idle_timeout_ms=5000)
+    client = make_session(
+        "ga", llm=ScriptedLLM([[text("Hi.")], [text("Still there?")]]), turn_detection=turn
+    )
+    client.drain()
+    client.session._start_idle_timer()
+    await client.audio(silence(300))
+    events = await client.until("response.done", timeout=8)
+    assert "input_audio_buffer.timeout_triggered" in types(events)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "param"),
+    [
+        ("{not json", "invalid_json", None),
+        ('["a"]', "invalid_json", None),
+        ('{"type": "nope.event", "event_id": "evt_x"}', "invalid_value", "type"),
+        (
+            '{"type": "input_audio_buffer.append", "audio": 5, "event_id": "evt_x"}',
+            "invalid_value",
+            "audio",
+        ),
+        (
+            '{"type": "input_audio_buffer.append", "audio": "***", "event_id": "evt_x"}',
+            "invalid_value",
+            "audio",
+        ),
+        (
+            '{"type": "conversation.item.truncate", "item_id": "x", "content_index": 0, '
+            '"audio_end_ms": "soon", "event_id": "evt_x"}',
+            "invalid_value",
+            "audio_end_ms",
+        ),
+        (
+            '{"type": "session.update", "session": {"type": "realtime", "audio": {"output": '
+            '{"speed": 9}}}, "event_id": "evt_x"}',
+            "decimal_above_max_value",
+            "session.audio.output.speed",
+        ),
+        (
+            '{"type": "conversation.item.create", "item": {"type": "message", "role": "user", '
+            '"content": []}, "event_id": "evt_x"}',
+            "invalid_value",
+            "item.content",
+        ),
+    ],
+)
+async def test_bad_input_is_an_error_event_and_the_session_goes_on(
+    make_session: Any, raw: str, code: str, param: str | None
+) -> None:
+    client = make_session(
+        "ga", llm=ScriptedLLM([[text("Fine.")]]), turn_detection=None, audio_output=False
+    )
+    client.drain()
+    await client.session.receive(raw)
+    error = (await client.until("error"))[-1]["error"]
+    assert error["code"] == code
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error" and error["message"]
+    if "evt_x" in raw:
+        assert error["event_id"] == "evt_x"
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "ok"}],
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    assert (await client.until("response.done"))[-1]["response"]["status"] == "completed"
+
+
+async def test_oversized_append_is_refused(make_session: Any) -> None:
+    client = make_session("ga")
+    client.drain()
+    big = base64.b64encode(bytes(15 * 1024 * 1024 + 2)).decode()
+    await client.send({"type": "input_audio_buffer.append", "audio": big, "event_id": "evt_big"})
+    error = (await client.until("error"))[-1]["error"]
+    assert error["code"] == "audio_too_large" and error["event_id"] == "evt_big"
+
+
+async def test_events_after_close_are_refused(make_session: Any) -> None:
+    client = make_session("ga")
+    client.drain()
+    await client.session.aclose()
+    await client.send({"type": "response.create"})
+    assert client.drain()[-1]["error"]["code"] == "session_closed"
+
+
+async def test_g711_input_is_decoded(make_session: Any) -> None:
+    from realtalk.audio.pcm import encode_wire, resample
+
+    client = make_session("beta", input_audio_format="g711_ulaw", llm=ScriptedLLM([[text("Ok.")]]))
+    client.drain()
+    ulaw = encode_wire(
+        resample(np.concatenate([silence(300), tone(900), silence(800)]), 24_000, 8_000),
+        "g711_ulaw",
+    )
+    for start in range(0, len(ulaw), 800):
+        await client.send(
+            {
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(ulaw[start : start + 800]).decode(),
+            }
+        )
+    events = await client.until("input_audio_buffer.committed")
+    assert types(events)[:2] == [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+    ]
