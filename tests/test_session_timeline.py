@@ -44,10 +44,10 @@ class Client:
             )
             await asyncio.sleep(0)
 
-    async def until(self, kind: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    async def until(self, kind: str, limit_s: float = 5.0) -> list[dict[str, Any]]:
         """Events up to and including the next ``kind``."""
         got: list[dict[str, Any]] = []
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             while True:
                 event = await self.session.outbox.get()
                 validate_event(event, self.session.generation)
@@ -432,7 +432,7 @@ async def test_idle_timeout_triggers_a_turn(make_session: Any) -> None:
     client.drain()
     client.session._start_idle_timer()
     await client.audio(silence(300))
-    events = await client.until("response.done", timeout=8)
+    events = await client.until("response.done", limit_s=8)
     assert "input_audio_buffer.timeout_triggered" in types(events)
 
 

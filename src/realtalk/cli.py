@@ -70,6 +70,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         port=port or settings.port,
         log_config=None,
         ws="websockets-sansio",
+        # Above OpenAI's 15 MiB per append (base64: ~20 MiB), so an oversized append gets a
+        # clear error event instead of a dropped connection.
+        ws_max_size=32 * 1024 * 1024,
     )
     return 0
 
