@@ -538,3 +538,27 @@ async def test_g711_input_is_decoded(make_session: Any) -> None:
         "input_audio_buffer.speech_started",
         "input_audio_buffer.speech_stopped",
     ]
+
+
+async def test_transcription_starts_during_the_silence_window(make_session: Any) -> None:
+    stt = ScriptedSTT(["what time is it"])
+    client = make_session("ga", llm=ScriptedLLM([[text("Noon.")]]), stt=stt)
+    client.drain()
+    await client.audio(np.concatenate([tone(1000), silence(300)]))
+    assert stt.calls == 1  # speculative job started before the turn is over
+    assert "input_audio_buffer.speech_stopped" not in types(client.drain())
+    await client.audio(silence(500))
+    events = await client.until("conversation.item.input_audio_transcription.completed")
+    assert events[-1]["transcript"] == "what time is it"
+    assert stt.calls == 1  # adopted, not run again
+
+
+async def test_speculation_is_discarded_when_speech_resumes(make_session: Any) -> None:
+    stt = ScriptedSTT(["what time", "what time is it in Paris"])
+    client = make_session("ga", llm=ScriptedLLM([[text("Noon.")]]), stt=stt)
+    client.drain()
+    await client.audio(np.concatenate([tone(800), silence(300), tone(800), silence(800)]))
+    events = await client.until("conversation.item.input_audio_transcription.completed")
+    assert types(events).count("input_audio_buffer.speech_started") == 1
+    assert events[-1]["transcript"] == "what time is it in Paris"
+    assert stt.calls == 2

@@ -20,6 +20,7 @@ from realtalk.audio.pcm import (
     decode_wire,
 )
 from realtalk.pipeline.models import Models
+from realtalk.pipeline.stt import Transcript
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
@@ -34,6 +35,10 @@ from realtalk.session.turns import Pause, SpeechStarted, SpeechStopped, TurnDete
 log = logging.getLogger("realtalk.session")
 
 Transport = Literal["websocket", "webrtc"]
+SPECULATE_AFTER_MS = 192
+"""Start transcribing this far into the silence window, before the turn is over."""
+SPEECH_TAIL_MS = 160
+"""Audio kept after the last speech frame for a speculative transcription."""
 QUIET_KEEP_MS = 2_000
 """While nobody speaks, keep this much audio (for prefix padding), drop the rest."""
 
@@ -72,6 +77,7 @@ class RealtimeSession:
         self._tasks: set[asyncio.Task[object]] = set()
         self._transcripts: dict[str, asyncio.Task[object]] = {}
         self._idle_task: asyncio.Task[None] | None = None
+        self._speculation: tuple[int, asyncio.Task[object]] | None = None
         self.closed = False
         self.last_run: ResponseRun | None = None
 
@@ -233,18 +239,51 @@ class RealtimeSession:
             self.emit(self.events.speech_started(event.audio_start_ms, self._speech_item_id))
             if self._active is not None and config.interrupt_response:
                 self._spawn(self.cancel_response("turn_detected"))
+        elif isinstance(event, Pause):
+            self._speculate(event)
         elif isinstance(event, SpeechStopped):
             item_id = self._speech_item_id or new_id("item")
             self.emit(self.events.speech_stopped(event.audio_end_ms, item_id))
+            early = self._adopt_speculation(event.speech_end_ms)
             self._commit(
                 manual=False,
                 item_id=item_id,
                 start_ms=self._speech_start_ms,
                 end_ms=event.audio_end_ms,
+                early=early,
             )
             self._speech_item_id = None
             if config.create_response and self._active is None:
                 self._create_response(cmd.ResponseOptions())
+
+    def _speculate(self, pause: Pause) -> None:
+        """During the silence window, transcribe the speech so far; if the turn ends with this
+        same speech, the transcript is ready earlier (discarded silently if speech resumes)."""
+        if pause.silence_ms < SPECULATE_AFTER_MS:
+            return
+        if self._speculation is not None:
+            if self._speculation[0] == pause.speech_end_ms:
+                return
+            self._speculation[1].cancel()
+        audio = self.buffer.view(self._speech_start_ms, pause.speech_end_ms + SPEECH_TAIL_MS)
+        self._speculation = (pause.speech_end_ms, self._spawn(self._stt(audio)))
+
+    def _adopt_speculation(self, speech_end_ms: int) -> asyncio.Task[object] | None:
+        speculation, self._speculation = self._speculation, None
+        if speculation is None:
+            return None
+        if speculation[0] == speech_end_ms:
+            return speculation[1]
+        speculation[1].cancel()
+        return None
+
+    async def _stt(self, audio: Int16Array) -> Transcript:
+        transcription = self.config.transcription
+        return await self.models.stt.transcribe(
+            audio,
+            prompt=transcription.prompt if transcription else None,
+            language=transcription.language if transcription else None,
+        )
 
     def _commit(
         self,
@@ -253,6 +292,7 @@ class RealtimeSession:
         item_id: str | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
+        early: asyncio.Task[object] | None = None,
     ) -> Item:
         if manual and self.buffer.duration_ms < 100:
             raise ProtocolError(
@@ -274,18 +314,21 @@ class RealtimeSession:
         previous = self.conversation.insert(item)
         self.emit(self.events.committed(item.id, previous))
         self.emit(self.events.item_added(item, previous))
-        self._transcripts[item.id] = self._spawn(self._transcribe(item, audio, previous))
+        self._transcripts[item.id] = self._spawn(self._transcribe(item, audio, previous, early))
         return item
 
-    async def _transcribe(self, item: Item, audio: Int16Array, previous: str | None) -> None:
+    async def _transcribe(
+        self,
+        item: Item,
+        audio: Int16Array,
+        previous: str | None,
+        early: asyncio.Task[object] | None = None,
+    ) -> None:
         part = item.content[0]
         transcription = self.config.transcription
         try:
-            result = await self.models.stt.transcribe(
-                audio,
-                prompt=transcription.prompt if transcription else None,
-                language=transcription.language if transcription else None,
-            )
+            result = await early if early is not None else await self._stt(audio)
+            assert isinstance(result, Transcript)
         except Exception as exc:  # reported to the client
             log.warning("transcription failed: %s", type(exc).__name__)
             part.transcript = ""
