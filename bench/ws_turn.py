@@ -50,9 +50,12 @@ STAGES = ["VAD end → commit", "STT", "LLM first token", "TTS first audio", "fi
 
 
 def speak(text: str) -> np.ndarray:
-    espeak = shutil.which("espeak-ng") or sys.exit("espeak-ng is needed (apt-get install espeak-ng)")
-    wav = subprocess.run([espeak, "-v", "en-us", "-s", "160", "--stdout", text],
-                         capture_output=True, check=True).stdout
+    espeak = shutil.which("espeak-ng") or sys.exit(
+        "espeak-ng is needed (apt-get install espeak-ng)"
+    )
+    wav = subprocess.run(
+        [espeak, "-v", "en-us", "-s", "160", "--stdout", text], capture_output=True, check=True
+    ).stdout
     with wave.open(io.BytesIO(wav)) as reader:
         rate = reader.getframerate()
         samples = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
@@ -64,10 +67,20 @@ async def one_turn(url: str, key: str, question: str) -> dict[str, float]:
     tail = np.zeros(24_000 * 3, np.int16)  # silence keeps streaming, as from a live microphone
     marks: dict[str, float] = {}
     ws_url = url.replace("http", "ws", 1) + "/v1/realtime?model=realtalk-local"
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"},
-                                  max_size=None) as ws:
-        await ws.send(json.dumps({"type": "session.update", "session": {
-            "type": "realtime", "instructions": "Answer in one short sentence."}}))
+    async with websockets.connect(
+        ws_url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None
+    ) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "instructions": "Answer in one short sentence.",
+                    },
+                }
+            )
+        )
 
         async def stream() -> None:
             chunk = 480  # 20 ms at 24 kHz
@@ -75,9 +88,15 @@ async def one_turn(url: str, key: str, question: str) -> dict[str, float]:
             for index, offset in enumerate(range(0, len(audio) + len(tail), chunk)):
                 if offset == len(audio) - len(audio) % chunk:
                     marks["speech_end"] = time.perf_counter()
-                piece = np.concatenate([audio, tail])[offset:offset + chunk]
-                await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                          "audio": base64.b64encode(piece.tobytes()).decode()}))
+                piece = np.concatenate([audio, tail])[offset : offset + chunk]
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "input_audio_buffer.append",
+                            "audio": base64.b64encode(piece.tobytes()).decode(),
+                        }
+                    )
+                )
                 await asyncio.sleep(max(0.0, start + (index + 1) * 0.02 - time.perf_counter()))
             marks.setdefault("speech_end", time.perf_counter())
 
@@ -114,10 +133,17 @@ def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     key = "rt_bench_" + os.urandom(12).hex()
-    env = {**os.environ, "REALTALK_API_KEY": key,
-           "REALTALK_DATA_DIR": tempfile.mkdtemp(prefix="realtalk-bench-")}
-    process = subprocess.Popen([sys.executable, "-m", "realtalk", "serve", "--port", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "REALTALK_API_KEY": key,
+        "REALTALK_DATA_DIR": tempfile.mkdtemp(prefix="realtalk-bench-"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "realtalk", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -131,7 +157,9 @@ def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--url")
     parser.add_argument("--key", default=os.environ.get("REALTALK_API_KEY"))
     parser.add_argument("--turns", type=int, default=5)
@@ -148,8 +176,10 @@ async def main() -> None:
         results = []
         for turn in range(args.turns):
             results.append(await one_turn(url, key, QUESTIONS[turn % len(QUESTIONS)]))
-            print(f"turn {turn + 1}: " + ", ".join(f"{k} {v * 1000:.0f} ms"
-                                                   for k, v in results[-1].items()))
+            print(
+                f"turn {turn + 1}: "
+                + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in results[-1].items())
+            )
     finally:
         if process is not None:
             process.terminate()
@@ -158,8 +188,10 @@ async def main() -> None:
     print(f"{'stage':<20}{'min':>9}{'median':>9}{'max':>9}")
     for stage in STAGES:
         values = [r[stage] * 1000 for r in results]
-        print(f"{stage:<20}{min(values):>7.0f}ms{statistics.median(values):>7.0f}ms"
-              f"{max(values):>7.0f}ms")
+        print(
+            f"{stage:<20}{min(values):>7.0f}ms{statistics.median(values):>7.0f}ms"
+            f"{max(values):>7.0f}ms"
+        )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ class ChatCompletionsLLM:
             **kwargs,
         )
         calls: dict[int, dict[str, str]] = {}
-        usage = Finished()
+        usage: Finished | None = None
+        chunks = 0  # servers that send no usage stream about one token per chunk
         reason = "stop"
         async with stream:
             async for chunk in stream:
@@ -74,6 +75,7 @@ class ChatCompletionsLLM:
                     )
                 for choice in chunk.choices:
                     if choice.delta.content:
+                        chunks += 1
                         yield TextDelta(choice.delta.content)
                     for call in choice.delta.tool_calls or []:
                         entry = calls.setdefault(
@@ -94,6 +96,8 @@ class ChatCompletionsLLM:
             except json.JSONDecodeError:
                 arguments = entry["arguments"]
             yield ToolCall(entry["id"] or f"call_{index}", entry["name"], arguments)
+        if usage is None:
+            usage = Finished(0, chunks + len(calls))
         yield Finished(
             usage.prompt_tokens,
             usage.completion_tokens,
