@@ -35,9 +35,26 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = (tmp_path_factory.mktemp("llm") / "llm.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "--model", str(gguf), "--model_alias", "qwen-remote",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            "--model",
+            str(gguf),
+            "--model_alias",
+            "qwen-remote",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         for _ in range(300):
@@ -57,8 +74,12 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def engine(tmp_path: Path, chat_server: str) -> Iterator[LiveServer]:
-    server = start_server(tmp_path, "remote-llm", {
-        "REALTALK_LLM_BASE_URL": chat_server, "REALTALK_LLM_MODEL": "qwen-remote"}, ready=True)
+    server = start_server(
+        tmp_path,
+        "remote-llm",
+        {"REALTALK_LLM_BASE_URL": chat_server, "REALTALK_LLM_MODEL": "qwen-remote"},
+        ready=True,
+    )
     yield server
     stop_server(server)
 
@@ -66,10 +87,20 @@ def engine(tmp_path: Path, chat_server: str) -> Iterator[LiveServer]:
 async def test_text_turn_through_a_chat_completions_server(engine: LiveServer) -> None:
     client = AsyncOpenAI(api_key=engine.api_key, base_url=f"{engine.url}/v1")
     async with client.realtime.connect(model="realtalk-local") as conn:
-        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"],
-                                           "instructions": "Answer with one word."})
-        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "What is the opposite of hot?"}]})
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "instructions": "Answer with one word.",
+            }
+        )
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "What is the opposite of hot?"}],
+            }
+        )
         await conn.response.create()
         async for event in conn:
             validate_event(event.to_dict(), "ga")

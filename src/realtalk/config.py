@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     """Let llama.cpp repack weights (AMX/CPU repack); off by default, as some VMs fault on AMX."""
     threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1, le=64)
     tts_voice: str = "joe"
+    ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
+    """WebRTC ICE servers: a JSON list like [{"urls": ["turn:host:3478"], "username": "u",
+    "credential": "p"}], or comma-separated stun:/turn: URLs. Empty by default (loopback/LAN)."""
     session_max_s: int = Field(default=1800, ge=10, le=7200)
     """A session ends after this long (OpenAI: 60 min)."""
 
@@ -100,6 +103,35 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("ice_servers", mode="before")
+    @classmethod
+    def _parse_ice(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return []
+            if text.startswith("["):
+                return json.loads(text)
+            return [{"urls": [url.strip()]} for url in text.split(",") if url.strip()]
+        return value
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _check_ice(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for server in value:
+            urls = server.get("urls")
+            urls = [urls] if isinstance(urls, str) else urls
+            if not urls or not all(
+                isinstance(u, str) and u.startswith(("stun:", "turn:", "turns:")) for u in urls
+            ):
+                raise ValueError(f"{server!r}: 'urls' must be stun:, turn: or turns: URLs")
+            if any(u.startswith("turn") for u in urls) and not (
+                server.get("username") and server.get("credential")
+            ):
+                raise ValueError(f"{server!r}: a TURN server needs 'username' and 'credential'")
+            server["urls"] = urls
+        return value
 
     @field_validator("mint_rate_limit")
     @classmethod

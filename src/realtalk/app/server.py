@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtalk import __version__
-from realtalk.app import backend, engine_keys, realtime_ws
+from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
@@ -119,6 +119,8 @@ def create_app(
                 yield
             finally:
                 warm_task.cancel()
+                for call in list(state.calls.values()):
+                    await call.close()
 
     app = FastAPI(
         title="realtalk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
@@ -129,6 +131,7 @@ def create_app(
     app.include_router(engine_keys.router)
     app.include_router(backend.router)
     app.include_router(realtime_ws.router)
+    app.include_router(realtime_rtc.router)
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Request
 
@@ -25,6 +25,8 @@ class ServerState:
     readiness_detail: str = ""
     live_sessions: set[object] = field(default_factory=set)
     models: Models | None = None
+    calls: dict[str, Any] = field(default_factory=dict)
+    """Live WebRTC calls by id (``app.realtime_rtc.Call``)."""
 
     def is_standard_key(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())

@@ -44,6 +44,12 @@ class AudioOutput(Protocol):
 
     def end(self) -> None: ...
 
+    def is_playing(self) -> bool: ...
+
+    def clear(self) -> tuple[str, str, int] | None:
+        """Stop playout now; (response_id, item_id, ms heard) of what was playing."""
+        ...
+
 
 @dataclass
 class Timings:
@@ -169,7 +175,9 @@ class ResponseRun:
             self._finish("cancelled")
             raise
         except Exception as exc:
-            log.exception("response failed")
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
+            log.warning("response failed: %s: %s", type(exc).__name__, exc)
             self._finish("failed", error=str(exc))
             return
         self._finish("completed")

@@ -237,8 +237,11 @@ class RealtimeSession:
             self._speech_item_id = new_id("item")
             self._speech_start_ms = event.audio_start_ms
             self.emit(self.events.speech_started(event.audio_start_ms, self._speech_item_id))
-            if self._active is not None and config.interrupt_response:
-                self._spawn(self.cancel_response("turn_detected"))
+            if config.interrupt_response and (
+                self._active is not None
+                or (self.audio_output is not None and self.audio_output.is_playing())
+            ):
+                self._spawn(self._interrupt())
         elif isinstance(event, Pause):
             self._speculate(event)
         elif isinstance(event, SpeechStopped):
@@ -474,9 +477,31 @@ class RealtimeSession:
         task.cancel()
         await settle(task)
 
+    async def _interrupt(self) -> None:
+        """Barge-in: cancel the reply and, over WebRTC, stop its playout where the user cut
+        in, truncating the assistant item to what was heard."""
+        await self.cancel_response("turn_detected")
+        self._stop_playout()
+
     async def clear_output_audio(self) -> None:
-        """WebRTC: stop playout now (the transport overrides what 'now' means)."""
+        """WebRTC ``output_audio_buffer.clear``: stop generating and playing at once."""
         await self.cancel_response("client_cancelled")
+        if not self._stop_playout() and self.last_run is not None:
+            self.emit(self.events.output_audio_buffer("cleared", self.last_run.record.id))
+
+    def _stop_playout(self) -> bool:
+        output = self.audio_output
+        if output is None or not output.is_playing():
+            return False
+        heard = output.clear()
+        if heard is None:
+            return False
+        response_id, item_id, played_ms = heard
+        item = self.conversation.find(item_id)
+        if item is not None and item.content and item.content[0].type == "output_audio":
+            self.truncate_item(item, 0, min(played_ms, item.content[0].audio_ms))
+        self.emit(self.events.output_audio_buffer("cleared", response_id))
+        return True
 
     # ---- idle timeout -------------------------------------------------------------------
     def _start_idle_timer(self) -> None:

@@ -1,0 +1,302 @@
+"""WebRTC signalling, as OpenAI's Realtime API does it.
+
+- beta ``POST /v1/realtime?model=…``: offer SDP in the body, ``Authorization: Bearer ek_…``;
+  the answer SDP comes back (beta event names on the data channel).
+- GA ``POST /v1/realtime/calls``: raw SDP with an ephemeral key, or ``multipart/form-data``
+  with ``sdp`` and ``session`` parts and the standard key (a backend starting a call for a
+  browser); ``201 Created``, ``Location: /v1/realtime/calls/rtc_…`` (GA event names).
+- ``POST /v1/realtime/calls/{call_id}/hangup`` ends a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from realtalk.app.engine_keys import bearer_token
+from realtalk.app.errors import HTTPError
+from realtalk.app.state import ServerState
+from realtalk.protocol.errors import ProtocolError
+from realtalk.protocol.sessions import parse_session
+from realtalk.rtc.peer import BadOffer, IceServer, RealtimePeer
+from realtalk.session.config import SessionConfig
+from realtalk.session.items import new_id
+from realtalk.session.keys import KeyRejected
+from realtalk.session.session import RealtimeSession
+
+log = logging.getLogger("realtalk.calls")
+router = APIRouter(prefix="/v1/realtime")
+MAX_SDP_BYTES = 64 * 1024
+
+
+class Call:
+    """A WebRTC peer and the Realtime session it carries, ended together."""
+
+    def __init__(
+        self,
+        state: ServerState,
+        config: SessionConfig,
+        session_id: str,
+        generation: Literal["beta", "ga"],
+    ) -> None:
+        assert state.models is not None
+        self.call_id = "rtc_" + secrets.token_hex(16)
+        self.state = state
+        self.peer = RealtimePeer(
+            ice_servers=[
+                IceServer(s["urls"], s.get("username"), s.get("credential"))
+                for s in state.settings.ice_servers
+            ],
+            on_audio=self._on_audio,
+            on_message=self._on_message,
+            on_playout=self._on_playout,
+            on_ended=self._on_ended,
+        )
+        max_s = state.settings.session_max_s
+        self.session = RealtimeSession(
+            config=config,
+            generation=generation,
+            models=state.models,
+            session_id=session_id,
+            expires_at=int(time.time()) + max_s,
+            transport="webrtc",
+            audio_output=self.peer.output,
+        )
+        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._ended = asyncio.Event()
+        self._closed = False
+        self.answer_sdp = ""
+
+    async def start(self, offer_sdp: str) -> str:
+        answer = await self.peer.answer(offer_sdp)
+        self.session.start()
+        self._tasks = [
+            asyncio.ensure_future(self._read()),
+            asyncio.ensure_future(self._write()),
+            asyncio.ensure_future(self._lifetime()),
+        ]
+        return answer
+
+    def _on_audio(self, samples: Any) -> None:
+        if not self._closed:
+            self.session.push_audio(samples)
+
+    def _on_message(self, message: str | bytes) -> None:
+        self._inbox.put_nowait(message)
+
+    def _on_playout(self, what: str, response_id: str) -> None:
+        self.session.emit(self.session.events.output_audio_buffer(what, response_id))
+
+    def _on_ended(self, reason: str) -> None:
+        log.info("call %s: %s", self.call_id, reason)
+        self._ended.set()
+
+    async def _read(self) -> None:
+        while True:
+            await self.session.receive(await self._inbox.get())
+
+    async def _write(self) -> None:
+        while True:
+            event = await self.session.outbox.get()
+            self.peer.send(json.dumps(event, separators=(",", ":")))
+
+    async def _lifetime(self) -> None:
+        max_s = self.state.settings.session_max_s
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout=max_s)
+        except TimeoutError:
+            self.session.emit(
+                self.session.events.error(
+                    ProtocolError(
+                        f"Your session hit the maximum duration of {max_s} seconds.",
+                        "session_expired",
+                    )
+                )
+            )
+            await asyncio.sleep(0.25)  # let the error leave on the channel
+        await self.close()
+
+    def hang_up(self) -> None:
+        self._ended.set()
+
+    async def close(self) -> None:
+        """End the call: session, tasks, tracks and peer connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self.state.calls.pop(self.call_id, None)
+        self.state.live_sessions.discard(self)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        for task in self._tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self.session.aclose()
+        await self.peer.close()
+        log.info("call %s closed", self.call_id)
+
+
+async def _read_sdp(request: Request) -> str:
+    body = await request.body()
+    if len(body) > MAX_SDP_BYTES:
+        raise HTTPError(400, "The offer SDP is too large.", code="invalid_sdp")
+    try:
+        sdp = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "The offer SDP is not UTF-8 text.", code="invalid_sdp") from None
+    if not sdp.lstrip().startswith("v=0"):
+        raise HTTPError(
+            400, "The body is not an SDP offer (it must start with 'v=0').", code="invalid_sdp"
+        )
+    return sdp
+
+
+async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfig, str]:
+    token = bearer_token(request)
+    if state.is_standard_key(token):
+        return state.default_session(), new_id("sess")
+    try:
+        record = await state.minter.redeem(token)
+    except KeyRejected as exc:
+        raise HTTPError(
+            401, exc.reason, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    return record.config, record.session_id
+
+
+async def _start_call(
+    state: ServerState,
+    config: SessionConfig,
+    session_id: str,
+    generation: Literal["beta", "ga"],
+    sdp: str,
+) -> Call:
+    if state.models is None:
+        raise HTTPError(
+            503,
+            "The engine's models are still loading; see /healthz.",
+            code="engine_not_ready",
+            type="server_error",
+        )
+    call = Call(state, config, session_id, generation)
+    try:
+        call.answer_sdp = await call.start(sdp)
+    except BadOffer as exc:
+        await call.close()
+        raise HTTPError(400, str(exc), code="invalid_sdp") from None
+    except Exception:
+        await call.close()
+        raise
+    state.calls[call.call_id] = call
+    state.live_sessions.add(call)
+    return call
+
+
+def _sdp_response(call: Call, status: int) -> Response:
+    return Response(
+        call.answer_sdp,
+        status_code=status,
+        media_type="application/sdp",
+        headers={"Location": f"/v1/realtime/calls/{call.call_id}"},
+    )
+
+
+@router.post("")
+async def beta_sdp(request: Request) -> Response:
+    """Beta: the offer SDP in, the answer SDP out."""
+    state: ServerState = request.app.state.realtalk
+    config, session_id = await _ephemeral(state, request)
+    model = request.query_params.get("model")
+    if model:
+        config = config.with_changes(model=model)
+    sdp = await _read_sdp(request)
+    call = await _start_call(state, config, session_id, "beta", sdp)
+    return _sdp_response(call, 201)
+
+
+@router.post("/calls")
+async def ga_calls(request: Request) -> Response:
+    """GA: raw SDP with an ephemeral key, or multipart (sdp + session) with the standard key."""
+    state: ServerState = request.app.state.realtalk
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        token = bearer_token(request)
+        if not state.is_standard_key(token):
+            raise HTTPError(
+                401,
+                "A multipart call needs the engine's standard key.",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        form = await request.form()
+        sdp_part, session_part = form.get("sdp"), form.get("session")
+        if sdp_part is None:
+            raise HTTPError(
+                400,
+                "The multipart body needs an 'sdp' part.",
+                param="sdp",
+                code="missing_required_parameter",
+            )
+        sdp = (await sdp_part.read()).decode() if isinstance(sdp_part, UploadFile) else sdp_part
+        config = state.default_session()
+        if session_part is not None:
+            raw = (
+                (await session_part.read()).decode()
+                if isinstance(session_part, UploadFile)
+                else session_part
+            )
+            try:
+                session_body = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise HTTPError(
+                    400,
+                    f"The 'session' part is not JSON: {exc}.",
+                    param="session",
+                    code="invalid_json",
+                ) from None
+            config = parse_session("ga", session_body, config)
+        if not sdp.lstrip().startswith("v=0"):
+            raise HTTPError(
+                400, "The 'sdp' part is not an SDP offer.", code="invalid_sdp", param="sdp"
+            )
+        session_id = new_id("sess")
+    else:
+        config, session_id = await _ephemeral(state, request)
+        sdp = await _read_sdp(request)
+    model = request.query_params.get("model")
+    if model:
+        config = config.with_changes(model=model)
+    call = await _start_call(state, config, session_id, "ga", sdp)
+    return _sdp_response(call, 201)
+
+
+@router.post("/calls/{call_id}/hangup")
+async def hangup(call_id: str, request: Request) -> Response:
+    state: ServerState = request.app.state.realtalk
+    if not state.is_standard_key(bearer_token(request)):
+        raise HTTPError(
+            401,
+            "Hanging up needs the engine's standard key.",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    call = state.calls.get(call_id)
+    if call is None:
+        raise HTTPError(
+            404, f"No call with id '{call_id}'.", code="call_not_found", type="not_found_error"
+        )
+    call.hang_up()
+    return Response(status_code=200)
