@@ -91,3 +91,20 @@ def tone(ms: int, rate: int = 24_000, hz: float = 220.0, level: float = 0.3) -> 
 
 def words(text: str) -> set[str]:
     return {w.strip(".,!?;:'\"").lower() for w in text.split() if w.strip(".,!?;:'\"")}
+
+
+_PIPER: Any = None
+
+
+def voice(text: str, rate: int = 24_000) -> np.ndarray:
+    """``text`` spoken by the project's own Piper voice (more natural than espeak-ng, so it
+    survives a browser's audio processing and Opus), as int16 mono at ``rate``."""
+    global _PIPER
+    from realtalk.pipeline import weights
+    from realtalk.pipeline.tts.piper import PiperTTS
+    from tests.conftest import MODEL_DIR
+
+    if _PIPER is None:
+        _PIPER = PiperTTS(weights.resolve_model(MODEL_DIR, "tts", "joe"))
+    samples = _PIPER.speak(text)
+    return np.asarray(soxr.resample(samples, _PIPER.sample_rate, rate), dtype=np.int16)

@@ -6,12 +6,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from realtalk.pipeline import weights
 from realtalk.pipeline.llm import LLM
-from realtalk.pipeline.stt.whisper import WhisperSTT
-from realtalk.pipeline.tts.piper import PiperTTS
-from realtalk.pipeline.vad.silero import SileroVAD
+
+if TYPE_CHECKING:  # the runtimes load only with the models (engine=openai needs none)
+    from realtalk.pipeline.stt.whisper import WhisperSTT
+    from realtalk.pipeline.tts.piper import PiperTTS
+    from realtalk.pipeline.vad.silero import SileroVAD
 
 log = logging.getLogger("realtalk.models")
 
@@ -39,6 +42,10 @@ class ModelChoice:
 
 def load_models(choice: ModelChoice) -> Models:
     """Resolve and load every stage (blocking: call from a worker thread)."""
+    from realtalk.pipeline.stt.whisper import WhisperSTT
+    from realtalk.pipeline.tts.piper import PiperTTS
+    from realtalk.pipeline.vad.silero import SileroVAD
+
     started = time.perf_counter()
     vad = SileroVAD(weights.resolve_model(choice.model_dir, "vad", "silero-vad"))
     stt = WhisperSTT(

@@ -21,7 +21,8 @@ class PiperTTS:
         self.sample_rate = int(self.voice.config.sample_rate)
         self._lock = threading.Lock()
 
-    def _run(self, text: str, speed: float) -> Int16Array:
+    def speak(self, text: str, speed: float = 1.0) -> Int16Array:
+        """Blocking synthesis (the event loop uses :meth:`synthesize`)."""
         # OpenAI's speed 0.25–1.5 (1 = normal) maps to Piper's length_scale (< 1 = faster).
         config = SynthesisConfig(length_scale=1.0 / speed, volume=0.8, normalize_audio=True)
         with self._lock:
@@ -34,4 +35,4 @@ class PiperTTS:
 
     async def synthesize(self, text: str, *, speed: float = 1.0) -> Int16Array:
         """Speech for ``text`` (a sentence or clause) at ``sample_rate``, int16 mono."""
-        return await asyncio.to_thread(self._run, text, speed)
+        return await asyncio.to_thread(self.speak, text, speed)

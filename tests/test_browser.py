@@ -1,0 +1,197 @@
+"""The page in a real headless Chromium: fake microphone → backend → engine over WebRTC."""
+
+from __future__ import annotations
+
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.realtime_helpers import silence, voice, words
+
+pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.models]
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("browser"), "browser", ready=True)
+    yield server
+    stop_server(server)
+
+
+def write_wav(path: Path, parts: list[np.ndarray]) -> str:
+    """A 48 kHz mono WAV for Chromium's fake microphone (played once: %noloop)."""
+    audio = np.concatenate(parts).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48_000)
+        out.writeframes(audio.tobytes())
+    return f"{path}%noloop"
+
+
+def open_page(wav: str, url: str) -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}"],
+        )
+        page = browser.new_page()
+        page.goto(url)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for(page: Page, predicate: str, limit_s: float = 90) -> Any:
+    page.wait_for_function(predicate, timeout=limit_s * 1000)
+    return page.evaluate(predicate)
+
+
+def live_sessions(engine: LiveServer) -> int:
+    return int(httpx.get(f"{engine.url}/healthz").json()["sessions"])
+
+
+def wait_sessions_zero(engine: LiveServer) -> None:
+    for _ in range(100):
+        if live_sessions(engine) == 0:
+            return
+        time.sleep(0.1)
+    assert live_sessions(engine) == 0
+
+
+def transcript(page: Page) -> list[dict[str, str]]:
+    return list(page.evaluate("window.realtalk.transcript()"))
+
+
+def test_spoken_turn_in_the_browser(engine: LiveServer, tmp_path: Path) -> None:
+    wav = write_wav(
+        tmp_path / "question.wav",
+        [
+            silence(2000, 48_000),
+            voice("What is the capital of France?", 48_000),
+            silence(30_000, 48_000),
+        ],
+    )
+    for page in open_page(wav, engine.url):
+        page.get_by_role("button", name="Start").click()
+        wait_for(
+            page,
+            "window.realtalk.transcript().some(e => e.role === 'assistant' "
+            "&& !e.classes.includes('pending') && e.text.length > 0)",
+        )
+        entries = transcript(page)
+        user = next(e for e in entries if e["role"] == "user")
+        # Chromium's noise suppression and gain control touch the audio: most words suffice.
+        assert len(words(user["text"]) & {"what", "capital", "of", "france"}) >= 3, user
+        assert next(e for e in entries if e["role"] == "assistant")["text"]
+        energy = 0.0
+        for _ in range(100):
+            energy = page.evaluate("window.realtalk.audioEnergy()")
+            if energy > 0:
+                break
+            time.sleep(0.2)
+        assert energy > 0, page.evaluate("window.realtalk.stats()")
+        assert live_sessions(engine) == 1
+        assert page.evaluate("window.realtalk.microphoneLive()") is True
+        page.get_by_role("button", name="Stop").click()
+        assert page.evaluate("window.realtalk.microphoneLive()") is False
+        assert "Stopped" in page.get_by_role("status").inner_text()
+        wait_sessions_zero(engine)
+
+
+def test_push_to_talk_turn(engine: LiveServer, tmp_path: Path) -> None:
+    wav = write_wav(
+        tmp_path / "ptt.wav",
+        [silence(4000, 48_000), voice("Good morning to you!", 48_000), silence(30_000, 48_000)],
+    )
+    for page in open_page(wav, engine.url):
+        page.get_by_label("Push to talk").check()
+        started = time.monotonic()
+        page.get_by_role("button", name="Start").click()
+        wait_for(page, "window.realtalk.events.some(e => e.type === 'session.updated')", 30)
+        talk = page.get_by_role("button", name="Hold to talk")
+        assert talk.is_visible()
+        time.sleep(max(0.0, started + 3.0 - time.monotonic()))
+        talk.dispatch_event("pointerdown")
+        time.sleep(max(0.0, started + 7.5 - time.monotonic()))
+        talk.dispatch_event("pointerup")
+        wait_for(
+            page,
+            "window.realtalk.transcript().some(e => e.role === 'assistant' "
+            "&& !e.classes.includes('pending'))",
+        )
+        events = page.evaluate("window.realtalk.events.map(e => e.type)")
+        assert "input_audio_buffer.speech_started" not in events  # no VAD in push-to-talk
+        assert "input_audio_buffer.cleared" in events and "input_audio_buffer.committed" in events
+        user = next(e for e in transcript(page) if e["role"] == "user")
+        assert "morning" in words(user["text"])
+        page.get_by_role("button", name="Stop").click()
+        wait_sessions_zero(engine)
+
+
+def test_barge_in_in_the_browser(engine: LiveServer, tmp_path: Path) -> None:
+    wav = write_wav(
+        tmp_path / "barge.wav",
+        [
+            silence(2000, 48_000),
+            voice("Please tell me a long story about a dragon and a knight.", 48_000),
+            silence(7000, 48_000),
+            voice("Stop, that is enough.", 48_000),
+            silence(30_000, 48_000),
+        ],
+    )
+    for page in open_page(wav, engine.url):
+        page.get_by_role("button", name="Start").click()
+        wait_for(page, "window.realtalk.events.some(e => e.type === 'output_audio_buffer.cleared')")
+        interrupted = wait_for(
+            page,
+            "window.realtalk.transcript().some("
+            "e => e.role === 'assistant' && e.classes.includes('interrupted'))",
+        )
+        assert interrupted
+        events = page.evaluate("window.realtalk.events.map(e => e.type)")
+        assert "conversation.item.truncated" in events
+        page.get_by_role("button", name="Stop").click()
+        wait_sessions_zero(engine)
+
+
+def test_errors_are_shown_for_a_failed_start(tmp_path: Path) -> None:
+    # No server behind the page's backend call: the page says so instead of hanging.
+    server = start_server(tmp_path, "limited", {"REALTALK_MINT_RATE_LIMIT": "1/minute"}, ready=True)
+    try:
+        wav = write_wav(tmp_path / "quiet.wav", [silence(3000, 48_000)])
+        for page in open_page(wav, server.url):
+            page.get_by_role("button", name="Start").click()
+            wait_for(page, "window.realtalk.events.some(e => e.type === 'session.created')", 30)
+            page.get_by_role("button", name="Stop").click()
+            page.get_by_role("button", name="Start").click()  # over the 1/minute mint limit
+            alert = page.get_by_role("alert")
+            alert.wait_for(state="visible", timeout=15_000)
+            assert "session key" in alert.inner_text()
+            assert page.get_by_role("button", name="Start").is_enabled()
+    finally:
+        stop_server(server)
