@@ -25,9 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ws_turn import QUESTIONS, start_server  # noqa: E402
 from tests.realtime_helpers import silence, voice  # noqa: E402
 from tests.rtc_client import RtcClient  # noqa: E402
+
+from bench.ws_turn import QUESTIONS, start_server  # noqa: E402
 
 
 async def run(url: str, key: str, turns: int) -> list[float]:
