@@ -33,13 +33,24 @@ from bench.ws_turn import QUESTIONS, start_server  # noqa: E402
 
 async def run(url: str, key: str, turns: int) -> list[float]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        secret = (await http.post("/v1/realtime/client_secrets",
-                                  headers={"Authorization": f"Bearer {key}"},
-                                  json={"session": {"type": "realtime", "instructions":
-                                                    "Answer in one short sentence."}})).json()
+        secret = (
+            await http.post(
+                "/v1/realtime/client_secrets",
+                headers={"Authorization": f"Bearer {key}"},
+                json={
+                    "session": {"type": "realtime", "instructions": "Answer in one short sentence."}
+                },
+            )
+        ).json()
         client = RtcClient()
-        answer = await http.post("/v1/realtime/calls", content=await client.offer(), headers={
-            "Authorization": f"Bearer {secret['value']}", "Content-Type": "application/sdp"})
+        answer = await http.post(
+            "/v1/realtime/calls",
+            content=await client.offer(),
+            headers={
+                "Authorization": f"Bearer {secret['value']}",
+                "Content-Type": "application/sdp",
+            },
+        )
         answer.raise_for_status()
         await client.accept(answer.text)
         await client.until("session.created")
@@ -58,15 +69,17 @@ async def run(url: str, key: str, turns: int) -> list[float]:
                     print(f"turn {turn}: {latency * 1000:.0f} ms  ({question})")
                 await asyncio.sleep(0.5)
         finally:
-            await http.post(f"{answer.headers['Location']}/hangup",
-                            headers={"Authorization": f"Bearer {key}"})
+            await http.post(
+                f"{answer.headers['Location']}/hangup", headers={"Authorization": f"Bearer {key}"}
+            )
             await client.close()
     return latencies
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--url")
     parser.add_argument("--key")
     parser.add_argument("--turns", type=int, default=8)
@@ -87,8 +100,10 @@ def main() -> None:
     p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
     print(f"\n{len(values)} turns over WebRTC ({url}), {time.perf_counter() - started:.0f} s")
     print("voice-to-voice (end of speech sent → first reply audio received)")
-    print(f"min {values[0]:.0f} ms   median {statistics.median(values):.0f} ms   "
-          f"p95 {p95:.0f} ms   max {values[-1]:.0f} ms")
+    print(
+        f"min {values[0]:.0f} ms   median {statistics.median(values):.0f} ms   "
+        f"p95 {p95:.0f} ms   max {values[-1]:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtalk.session.config import SessionConfig, TurnDetection
+from realtalk.session.config import FunctionTool, SessionConfig, TurnDetection
 from realtalk.session.session import RealtimeSession
 from tests.realtime_helpers import silence, tone, validate_event
 from tests.scripted import ScriptedLLM, ScriptedSTT, call, scripted_models, text
@@ -562,3 +562,80 @@ async def test_speculation_is_discarded_when_speech_resumes(make_session: Any) -
     assert types(events).count("input_audio_buffer.speech_started") == 1
     assert events[-1]["transcript"] == "what time is it in Paris"
     assert stt.calls == 2
+
+
+async def test_server_side_tool_runs_without_a_client_round_trip() -> None:
+    from realtalk.tools import ToolRegistry, tool
+
+    calls: list[str] = []
+
+    @tool(execution="server")
+    async def lookup_order(order_id: str) -> dict[str, str]:
+        """Look up an order."""
+        calls.append(order_id)
+        await asyncio.sleep(0.5)  # slow: audio and events must not wait for it
+        return {"order_id": order_id, "status": "shipped"}
+
+    registry = ToolRegistry()
+    registry.add(lookup_order)
+    llm = ScriptedLLM(
+        [
+            [text("Let me check that for you. "), call("lookup_order", '{"order_id": "1001"}')],
+            [text("Your order has shipped.")],
+        ],
+        token_delay_s=0.01,
+    )
+    session = RealtimeSession(
+        config=SessionConfig(
+            turn_detection=None,
+            tools=(
+                FunctionTool(
+                    "lookup_order", "Look up an order.", lookup_order.schema()["parameters"]
+                ),
+            ),
+        ),
+        generation="ga",
+        models=scripted_models(llm),
+        session_id="s",
+        expires_at=0,
+        tools=registry,
+    )
+    session.start()
+    client = Client(session)
+    client.drain()
+    try:
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "Where is order 1001?"}],
+                },
+            }
+        )
+        await client.send({"type": "response.create"})
+        first = await client.until("response.done")
+        kinds = types(first)
+        # The spoken part before the call streams while the tool is still running.
+        assert kinds.index("response.output_audio.delta") < kinds.index(
+            "response.function_call_arguments.done"
+        )
+        follow = await client.until("response.done")
+        output_item = next(
+            e
+            for e in follow
+            if e["type"] == "conversation.item.added"
+            and e["item"]["type"] == "function_call_output"
+        )
+        assert json.loads(output_item["item"]["output"])["status"] == "shipped"
+        assert types(follow).index("conversation.item.added") < types(follow).index(
+            "response.created"
+        )
+        assert follow[-1]["response"]["output"][0]["content"][0]["transcript"] == (
+            "Your order has shipped."
+        )
+        assert calls == ["1001"]
+        assert llm.requests[1].messages[-1]["role"] == "tool"
+    finally:
+        await session.aclose()

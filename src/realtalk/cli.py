@@ -63,7 +63,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     key, path = ensure_api_key(settings)
     origin = f"from {path} (mode 0600)" if path else "from REALTALK_API_KEY"
     logging.getLogger("realtalk").info("engine API key %s %s", mask_secret(key), origin)
-    app = create_app(settings)
+    from realtalk.tools.loading import ToolsConfigError
+
+    try:
+        app = create_app(settings)
+    except ToolsConfigError as exc:
+        print(f"realtalk: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         app,
         host=host or settings.host,

@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
     """WebRTC ICE servers: a JSON list like [{"urls": ["turn:host:3478"], "username": "u",
     "credential": "p"}], or comma-separated stun:/turn: URLs. Empty by default (loopback/LAN)."""
+    example_tools: bool = True
+    """Offer the example tools (orders in SQLite, time, weather)."""
+    tools: str | None = None
+    """Your own tools: ``package.module:attribute``, a ToolRegistry, a list of tools, or a
+    function taking the Settings and returning either."""
+    server_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Tool names the engine runs itself (no browser round trip); others run in the page."""
+    tool_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    weather_url: str = "https://api.open-meteo.com"
+    weather_timeout_s: float = Field(default=3.0, gt=0, le=60)
     session_max_s: int = Field(default=1800, ge=10, le=7200)
     """A session ends after this long (OpenAI: 60 min)."""
 
@@ -103,6 +113,20 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("server_tools", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools_ref(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError(f"{value!r} should look like 'package.module:attribute'")
+        return value
 
     @field_validator("ice_servers", mode="before")
     @classmethod
@@ -144,7 +168,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate like '20/minute'") from exc
         return value
 
-    @field_validator("openai_base_url", "public_engine_url", "llm_base_url")
+    @field_validator("openai_base_url", "public_engine_url", "llm_base_url", "weather_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

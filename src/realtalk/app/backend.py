@@ -66,7 +66,7 @@ async def create_page_session(
         minted = await mint_openai(state, http)
     else:
         minted = await mint_embedded(state)
-    config = state.default_session()
+    config = state.default_session(with_tools=True)
     return {
         "client_secret": minted.value,
         "session_id": minted.session_id,
@@ -85,4 +85,9 @@ async def create_page_session(
             .get("turn_detection"),
             "tools": minted.session.get("tools", []),
         },
+        # Tools the engine runs itself: the page must not run these again. (OpenAI cannot
+        # call this server's functions, so with engine=openai every tool runs in the page.)
+        "server_tools": sorted(state.tools.server_side())
+        if state.settings.engine == "embedded"
+        else [],
     }

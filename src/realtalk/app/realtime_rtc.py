@@ -70,6 +70,7 @@ class Call:
             expires_at=int(time.time()) + max_s,
             transport="webrtc",
             audio_output=self.peer.output,
+            tools=state.tools,
         )
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []

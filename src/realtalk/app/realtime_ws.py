@@ -104,6 +104,7 @@ async def realtime_websocket(websocket: WebSocket) -> None:
         models=state.models,
         session_id=session_id,
         expires_at=expires_at,
+        tools=state.tools,
     )
     state.live_sessions.add(session)
     log.info("session opened", extra={"session_id": session_id, "generation": generation})

@@ -19,12 +19,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtalk import __version__
-from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws
+from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws, tools_api
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
 from realtalk.pipeline.models import ModelChoice, load_models
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
+from realtalk.tools import ToolRegistry
+from realtalk.tools.loading import load_tools
 
 log = logging.getLogger("realtalk.server")
 
@@ -90,6 +92,7 @@ def create_app(
     clock: Clock = time.time,
     key_store: EphemeralKeyStore | None = None,
     warmup: Warmup = load_engine_models,
+    tools: ToolRegistry | None = None,
 ) -> FastAPI:
     """The whole server as one ASGI app. ``clock``, ``key_store`` and ``warmup`` are seams
     for tests and for a shared store later."""
@@ -98,6 +101,7 @@ def create_app(
         settings=settings,
         api_key=api_key,
         minter=KeyMinter(key_store or InMemoryKeyStore(clock), clock),
+        tools=tools if tools is not None else load_tools(settings),
     )
 
     @asynccontextmanager
@@ -132,6 +136,7 @@ def create_app(
     app.include_router(backend.router)
     app.include_router(realtime_ws.router)
     app.include_router(realtime_rtc.router)
+    app.include_router(tools_api.router)
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:

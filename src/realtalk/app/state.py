@@ -10,8 +10,9 @@ from fastapi import Request
 
 from realtalk.config import Settings
 from realtalk.pipeline.models import Models
-from realtalk.session.config import SessionConfig, Transcription, TurnDetection
+from realtalk.session.config import FunctionTool, SessionConfig, Transcription, TurnDetection
 from realtalk.session.keys import KeyMinter
+from realtalk.tools import ToolRegistry
 
 Readiness = Literal["loading", "ready", "failed"]
 
@@ -25,14 +26,18 @@ class ServerState:
     readiness_detail: str = ""
     live_sessions: set[object] = field(default_factory=set)
     models: Models | None = None
+    tools: ToolRegistry = field(default_factory=ToolRegistry)
     calls: dict[str, Any] = field(default_factory=dict)
     """Live WebRTC calls by id (``app.realtime_rtc.Call``)."""
 
     def is_standard_key(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())
 
-    def default_session(self) -> SessionConfig:
-        """The session configuration a new session starts from, before the client's own."""
+    def default_session(self, *, with_tools: bool = False) -> SessionConfig:
+        """The session configuration a new session starts from, before the client's own.
+
+        ``with_tools``: include the application's tools (the page's sessions); API clients
+        bring their own."""
         s = self.settings
         turn: TurnDetection | None = None
         if s.turn_detection != "none":
@@ -50,6 +55,12 @@ class ServerState:
             if s.input_transcription
             else None,
             turn_detection=turn,
+            tools=tuple(
+                FunctionTool(t["name"], t["description"], t["parameters"])
+                for t in self.tools.schemas()
+            )
+            if with_tools
+            else (),
         )
 
     def engine_model(self) -> str:

@@ -28,14 +28,14 @@ class MintedKey:
 
 
 async def mint_embedded(state: ServerState) -> MintedKey:
-    config = state.default_session()
+    config = state.default_session(with_tools=True)
     value, record = await state.minter.mint(config, "ga")
     session = ga_session_object(config, record.session_id, record.expires_at)
     return MintedKey(value, record.expires_at, record.session_id, session)
 
 
 def _upstream_request_body(state: ServerState) -> dict[str, Any]:
-    session = ga_session_object(state.default_session(), "unused", 0)
+    session = ga_session_object(state.default_session(with_tools=True), "unused", 0)
     for server_only in ("id", "object", "expires_at", "include", "prompt", "tracing", "truncation"):
         session.pop(server_only, None)
     return {"session": session}

@@ -78,6 +78,7 @@ class ResponseRun:
         add_item: Callable[[Item], str | None],
         transcripts: Callable[[Iterable[Item]], Awaitable[None]],
         audio_output: AudioOutput | None = None,
+        on_function_call: Callable[[Item], None] | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -90,6 +91,7 @@ class ResponseRun:
         self.add_item = add_item
         self.wait_for_transcripts = transcripts
         self.audio_output = audio_output
+        self.on_function_call = on_function_call
         self.cancel_reason: CancelReason | None = None
         self.timings = Timings(created=time.perf_counter())
         self.message: Item | None = None
@@ -262,6 +264,8 @@ class ResponseRun:
             )
         )
         self._finish_item(item, "completed")
+        if self.on_function_call is not None:
+            self.on_function_call(item)
 
     async def _speak(self, speech: asyncio.Queue[str | None]) -> None:
         """Synthesize pieces in order; send transcript then audio for each."""

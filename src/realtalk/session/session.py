@@ -8,6 +8,7 @@ background task belongs to the session and ends with :meth:`aclose`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, assert_never
@@ -31,6 +32,7 @@ from realtalk.session.input_audio import InputAudioBuffer
 from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.turns import Pause, SpeechStarted, SpeechStopped, TurnDetector
+from realtalk.tools import ToolRegistry
 
 log = logging.getLogger("realtalk.session")
 
@@ -54,8 +56,11 @@ class RealtimeSession:
         expires_at: int,
         transport: Transport = "websocket",
         audio_output: AudioOutput | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.config = config
+        self.tools = tools
+        """Tools marked for server-side execution run here, with no client round trip."""
         self.generation = generation
         self.models = models
         self.session_id = session_id
@@ -78,6 +83,7 @@ class RealtimeSession:
         self._transcripts: dict[str, asyncio.Task[object]] = {}
         self._idle_task: asyncio.Task[None] | None = None
         self._speculation: tuple[int, asyncio.Task[object]] | None = None
+        self._tool_jobs: dict[str, asyncio.Task[object]] = {}
         self.closed = False
         self.last_run: ResponseRun | None = None
 
@@ -455,6 +461,7 @@ class RealtimeSession:
             add_item=self.conversation.insert,
             transcripts=self._wait_for_transcripts,
             audio_output=self.audio_output,
+            on_function_call=self._start_server_tool,
         )
         self._active = run
         self.last_run = run
@@ -467,7 +474,36 @@ class RealtimeSession:
             if self._active is run:
                 self._active = None
                 self._active_task = None
-            self._start_idle_timer()
+            calls = [
+                i
+                for i in run.record.output
+                if i.type == "function_call" and i.call_id in self._tool_jobs
+            ]
+            if calls:
+                self._spawn(self._finish_server_tools(run, calls))
+            else:
+                self._start_idle_timer()
+
+    # ---- server-side tools ------------------------------------------------------------
+    def _start_server_tool(self, item: Item) -> None:
+        """A server-side tool starts as soon as its call is complete (while the reply may
+        still be speaking); a slow one blocks neither audio nor events."""
+        tools = self.tools
+        if tools is None or item.name not in tools.server_side() or item.call_id is None:
+            return
+        self._tool_jobs[item.call_id] = self._spawn(tools.call(item.name, item.arguments or "{}"))
+
+    async def _finish_server_tools(self, run: ResponseRun, calls: list[Item]) -> None:
+        for call in calls:
+            assert call.call_id is not None
+            result = await self._tool_jobs.pop(call.call_id)
+            output = Item(
+                "function_call_output", call_id=call.call_id, output=json.dumps(result, default=str)
+            )
+            if not run.out_of_band:
+                self._create_item(output, None)
+        if run.record.status == "completed" and self._active is None and not self.closed:
+            self._create_response(cmd.ResponseOptions())
 
     async def cancel_response(self, reason: CancelReason) -> None:
         run, task = self._active, self._active_task

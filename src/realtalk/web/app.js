@@ -170,6 +170,13 @@ function markInterrupted() {
 
 function runTool(event) {
   const name = event.name || toolNames.get(event.call_id) || "unknown";
+  if ((session?.info?.server_tools || []).includes(name)) {
+    // The engine runs this one itself; just show it.
+    const li = entry(`tool-${event.call_id}`, "tool");
+    li.querySelector(".text").textContent = `${name}(${event.arguments}) — run by the server`;
+    li.classList.remove("pending");
+    return;
+  }
   const li = entry(`tool-${event.call_id}`, "tool");
   li.querySelector(".text").textContent = `${name}(${event.arguments})`;
   const work = (async () => {
