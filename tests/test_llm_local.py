@@ -31,8 +31,10 @@ TIME = ToolSpec(
     [
         '{"name": "lookup_order", "arguments": {"order_id": "1001"}}',
         '```json\n{\n  "name": "lookup_order",\n  "arguments": {"order_id": "1001"}\n}\n```',
-        '<tool_call>\n{"name": "lookup_order", "arguments": "{\\"order_id\\": \\"1001\\"}"}\n</tool_call>',
-        '{"type": "function", "function": {"name": "lookup_order", "arguments": {"order_id": "1001"}}}',
+        '<tool_call>\n{"name": "lookup_order", '
+        '"arguments": "{\\"order_id\\": \\"1001\\"}"}\n</tool_call>',
+        '{"type": "function", "function": '
+        '{"name": "lookup_order", "arguments": {"order_id": "1001"}}}',
         '<tools>\n{"type": "function", "function": {"name": "lookup_order", "parameters": {}}}\n'
         '</tools>\n{"name": "lookup_order", "arguments": {"order_id": "1001"}}',
     ],
