@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     model: str | None = None
     """Model name sent to the engine (default: realtalk-local, or gpt-realtime for openai)."""
     instructions: str = (
-        "You are a helpful, friendly voice assistant. Keep answers short: one or two "
-        "sentences, plain words, no lists or markdown."
+        "You are a helpful, friendly voice assistant for an online shop. Keep answers short: "
+        "one or two sentences, plain words, no lists or markdown. Use the tools to look up or "
+        "cancel orders and to tell the time or the weather."
     )
     voice: str = "alloy"
     turn_detection: Literal["server_vad", "semantic_vad", "none"] = "server_vad"
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     vad_prefix_padding_ms: int = Field(default=300, ge=0, le=10_000)
     input_transcription: bool = True
     transcription_model: str = "whisper-1"
+    transcription_prompt: str | None = None
+    """Vocabulary hint for the speech recognizer. With the example tools and none set, it is
+    told that order numbers are digits."""
 
     model_dir: Path = Field(default_factory=_default_model_dir)
     data_dir: Path = Field(default_factory=_default_data_dir)

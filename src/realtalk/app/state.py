@@ -51,7 +51,7 @@ class ServerState:
             model=self.engine_model(),
             instructions=s.instructions,
             voice=s.voice,
-            transcription=Transcription(model=s.transcription_model)
+            transcription=Transcription(model=s.transcription_model, prompt=self._stt_prompt())
             if s.input_transcription
             else None,
             turn_detection=turn,
@@ -62,6 +62,13 @@ class ServerState:
             if with_tools
             else (),
         )
+
+    def _stt_prompt(self) -> str | None:
+        if self.settings.transcription_prompt:
+            return self.settings.transcription_prompt
+        if self.settings.example_tools:
+            return "Order numbers are written as digits, like order 1001."
+        return None
 
     def engine_model(self) -> str:
         if self.settings.model:

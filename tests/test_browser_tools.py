@@ -1,0 +1,93 @@
+"""Tools end to end: a spoken request in Chromium → the LLM calls an example tool on the real
+SQLite database → the agent says the result. Client-side (the page calls /api/tools) and
+server-side (the engine runs the tool) execution."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_server, stop_server
+from tests.realtime_helpers import silence, voice
+from tests.test_browser import open_page, wait_for, wait_sessions_zero, write_wav
+
+pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.models]
+
+ANSWERED = (
+    "window.realtalk.events.filter(e => e.type === 'response.done').length >= 2 && "
+    "window.realtalk.transcript().some(e => e.role === 'tool') && "
+    "window.realtalk.transcript().filter(e => e.role === 'assistant' "
+    "&& !e.classes.includes('pending') && e.text).length > 0"
+)
+
+
+def order_status(data_dir: Path, order_id: str) -> str:
+    with sqlite3.connect(data_dir / "orders.sqlite3") as db:
+        return str(
+            db.execute("SELECT status FROM orders WHERE order_id = ?", (order_id,)).fetchone()[0]
+        )
+
+
+def converse(url: str, wav: str) -> tuple[list[dict[str, str]], list[dict[str, object]]]:
+    for page in open_page(wav, url):
+        page.get_by_role("button", name="Start").click()
+        wait_for(page, ANSWERED, 120)
+        transcript = page.evaluate("window.realtalk.transcript()")
+        events = page.evaluate("window.realtalk.events")
+        page.get_by_role("button", name="Stop").click()
+        return transcript, events
+    raise AssertionError("no page")
+
+
+@pytest.mark.parametrize("execution", ["client", "server"])
+def test_spoken_order_status(tmp_path: Path, execution: str) -> None:
+    env = {"REALTALK_SERVER_TOOLS": "lookup_order,cancel_order"} if execution == "server" else {}
+    server = start_server(tmp_path, f"shop-{execution}", env, ready=True)
+    try:
+        wav = write_wav(
+            tmp_path / "status.wav",
+            [
+                silence(1500, 48_000),
+                voice("What's the status of order 1001?", 48_000),
+                silence(40_000, 48_000),
+            ],
+        )
+        transcript, events = converse(server.url, wav)
+        calls = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+        assert calls and calls[0]["name"] == "lookup_order"
+        tool_line = next(e for e in transcript if e["role"] == "tool")["text"]
+        if execution == "server":
+            assert "run by the server" in tool_line
+        else:
+            assert '"status":"shipped"' in tool_line.replace(" ", "")
+        answer = " ".join(e["text"] for e in transcript if e["role"] == "assistant").lower()
+        stored = order_status(tmp_path / f"data-shop-{execution}", "1001")
+        assert stored == "shipped" and stored in answer
+        wait_sessions_zero(server)
+    finally:
+        stop_server(server)
+
+
+def test_spoken_cancellation_changes_the_row(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "cancel", ready=True)
+    data_dir = tmp_path / "data-cancel"
+    try:
+        assert order_status(data_dir, "1002") == "processing"
+        wav = write_wav(
+            tmp_path / "cancel.wav",
+            [
+                silence(1500, 48_000),
+                voice("Please cancel order one zero zero two.", 48_000),
+                silence(40_000, 48_000),
+            ],
+        )
+        transcript, events = converse(server.url, wav)
+        calls = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+        assert calls and calls[0]["name"] == "cancel_order"
+        assert order_status(data_dir, "1002") == "cancelled"
+        answer = " ".join(e["text"] for e in transcript if e["role"] == "assistant").lower()
+        assert "cancel" in answer
+    finally:
+        stop_server(server)
