@@ -37,6 +37,8 @@ TIME = ToolSpec(
         '{"name": "lookup_order", "arguments": {"order_id": "1001"}}}',
         '<tools>\n{"type": "function", "function": {"name": "lookup_order", "parameters": {}}}\n'
         '</tools>\n{"name": "lookup_order", "arguments": {"order_id": "1001"}}',
+        '<name>lookup_order</name>\n<arguments>{"order_id": "1001"}</arguments>',
+        '<response>\n{"name": "lookup_order", "arguments": {"order_id": "1001"}}',
     ],
 )
 def test_tool_calls_are_read_in_every_shape(text: str) -> None:
@@ -57,6 +59,7 @@ def test_text_and_malformed_calls() -> None:
     [call] = _calls_or_text('{"name": "get_time", "arguments": {}}', NAMES)
     assert isinstance(call, ToolCall) and json.loads(call.arguments) == {}
     assert may_be_call("  {") is True and may_be_call("Sure") is False
+    assert may_be_call("<resp") is True  # no spoken reply starts with a tag
     assert may_be_call("``") is None and may_be_call("") is None
 
 

@@ -57,8 +57,10 @@ class Settings(BaseSettings):
     """Model name sent to the engine (default: realtalk-local, or gpt-realtime for openai)."""
     instructions: str = (
         "You are a helpful, friendly voice assistant for an online shop. Keep answers short: "
-        "one or two sentences, plain words, no lists or markdown. Use the tools to look up or "
-        "cancel orders and to tell the time or the weather."
+        "one or two sentences, plain words, no lists or markdown. Use lookup_order for the "
+        "status of an order, cancel_order to cancel one, list_recent_orders for what a customer "
+        "(by email) ordered, get_time for the time somewhere, and get_weather for the weather in "
+        "a city. For anything else, answer directly without a tool."
     )
     voice: str = "alloy"
     turn_detection: Literal["server_vad", "semantic_vad", "none"] = "server_vad"

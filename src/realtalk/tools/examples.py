@@ -123,7 +123,7 @@ def example_registry(
         """Look up the status of a customer's order by its order number.
 
         Args:
-            order_id: The order number, for example "1001".
+            order_id: The order number the user said (digits).
         """
         order = book.get(_clean_order_id(order_id))
         if order is None:
@@ -140,7 +140,7 @@ def example_registry(
         """Cancel a customer's order by its order number. Shipped orders cannot be cancelled.
 
         Args:
-            order_id: The order number, for example "1002".
+            order_id: The order number the user said (digits).
         """
         return book.cancel(_clean_order_id(order_id))
 
@@ -165,7 +165,7 @@ def example_registry(
         """Get the current local time in a time zone.
 
         Args:
-            timezone: An IANA time zone such as "Europe/Paris" or "America/New_York".
+            timezone: The IANA time zone of the place the user asked about.
         """
         try:
             zone = ZoneInfo(timezone.strip().replace(" ", "_"))
@@ -184,7 +184,7 @@ def example_registry(
         """Get the current weather for a city.
 
         Args:
-            city: The city name, for example "Paris".
+            city: The city the user asked about.
         """
         try:
             async with httpx.AsyncClient(base_url=weather_url, timeout=weather_timeout_s) as http:

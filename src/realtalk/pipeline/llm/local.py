@@ -71,6 +71,10 @@ class LlamaLLM:
             )
         self.context_tokens = n_ctx
         self._lock = threading.Lock()
+        # Small models sometimes start by echoing the template's "<tools>" list instead of
+        # answering or calling; with tools offered, that piece ("tools" glued to "<") is banned.
+        pieces = self.llama.tokenize(b"<tools>", add_bos=False, special=True)
+        self._tool_echo_bias = {pieces[1]: -100.0} if len(pieces) == 3 else {}
 
     def warm_up(self) -> None:
         """One tiny generation so the first user does not pay for lazy initialisation."""
@@ -133,6 +137,7 @@ class LlamaLLM:
                 top_p=0.95,
                 max_tokens=request.max_tokens,
                 stream=True,
+                logit_bias=self._tool_echo_bias if tools else None,
             )
             try:
                 for chunk in chunks:

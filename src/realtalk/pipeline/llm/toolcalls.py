@@ -15,7 +15,13 @@ from typing import Any
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _FENCED = re.compile(r"```(?:json|tool_call)?\s*(.*?)\s*(?:```|$)", re.S)
 _ECHOED_TOOLS = re.compile(r"<tools>.*?(?:</tools>|$)", re.S)
-_CALL_PREFIXES = ("{", "[", "```", "<tool_call>", "<tools>")
+_XML_CALL = re.compile(
+    r"<name>\s*([\w.-]+)\s*</name>\s*<(?:arguments|parameters)>\s*(.*?)\s*"
+    r"(?:</(?:arguments|parameters)>|$)",
+    re.S,
+)
+_CALL_PREFIXES = ("{", "[", "```", "<")
+"""A reply starting like this may be a call ("<": a tag of any name; speech never starts so)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,13 @@ def parse_tool_calls(text: str, tool_names: set[str]) -> list[ParsedCall]:
 
     Raises :class:`MalformedToolCall` when the text is shaped like a call but unreadable."""
     text = _ECHOED_TOOLS.sub("", text)
+    xml_calls = []
+    for match in _XML_CALL.finditer(text):
+        call = _as_call({"name": match.group(1), "arguments": match.group(2) or "{}"}, tool_names)
+        if call is not None:
+            xml_calls.append(call)
+    if xml_calls:
+        return xml_calls
     candidates = [m.group(1) for m in _TAGGED.finditer(text)]
     candidates += [m.group(1) for m in _FENCED.finditer(text)]
     candidates.append(text)
