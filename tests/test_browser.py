@@ -35,7 +35,10 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("browser"), "browser", ready=True)
+    server = start_server(tmp_path_factory.mktemp("browser"), "browser", {
+        "REALTALK_INSTRUCTIONS": "You are a friendly assistant. Answer questions in one short "
+        "sentence, but when asked for a story, tell a long one of at least six sentences."},
+        ready=True)
     yield server
     stop_server(server)
 
