@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import typing
 import wave
 from typing import Any
 
@@ -15,18 +14,11 @@ from openai.types.beta.realtime import realtime_server_event as beta_server
 from openai.types.realtime import realtime_server_event as ga_server
 from pydantic import BaseModel
 
-
-def _models(union: Any) -> dict[str, type[BaseModel]]:
-    table: dict[str, type[BaseModel]] = {}
-    for model in typing.get_args(typing.get_args(union)[0]):
-        (tag,) = typing.get_args(model.model_fields["type"].annotation)
-        table[tag] = model
-    return table
-
+from realtalk.protocol.client_events import event_models
 
 SERVER_MODELS = {
-    "beta": _models(beta_server.RealtimeServerEvent),
-    "ga": _models(ga_server.RealtimeServerEvent),
+    "beta": event_models(beta_server.RealtimeServerEvent),
+    "ga": event_models(ga_server.RealtimeServerEvent),
 }
 GA_ONLY = {
     "conversation.item.added",

@@ -35,10 +35,15 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("browser"), "browser", {
-        "REALTALK_INSTRUCTIONS": "You are a friendly assistant. Answer questions in one short "
-        "sentence, but when asked for a story, tell a long one of at least six sentences."},
-        ready=True)
+    server = start_server(
+        tmp_path_factory.mktemp("browser"),
+        "browser",
+        {
+            "REALTALK_INSTRUCTIONS": "You are a friendly assistant. Answer questions in one short "
+            "sentence, but when asked for a story, tell a long one of at least six sentences."
+        },
+        ready=True,
+    )
     yield server
     stop_server(server)
 
@@ -198,3 +203,25 @@ def test_errors_are_shown_for_a_failed_start(tmp_path: Path) -> None:
             assert page.get_by_role("button", name="Start").is_enabled()
     finally:
         stop_server(server)
+
+
+def test_denied_microphone_is_explained(engine: LiveServer) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[f for f in FLAGS if f != "--use-fake-ui-for-media-stream"],
+        )
+        try:
+            context = browser.new_context(permissions=[])
+            page = context.new_page()
+            page.goto(engine.url)
+            page.evaluate("navigator.permissions.query({name: 'microphone'})")
+            page.get_by_role("button", name="Start").click()
+            alert = page.get_by_role("alert")
+            alert.wait_for(state="visible", timeout=15_000)
+            assert "Microphone access was denied" in alert.inner_text()
+            assert page.get_by_role("button", name="Start").is_enabled()
+            assert live_sessions(engine) == 0
+        finally:
+            browser.close()

@@ -28,7 +28,9 @@ MAX_APPEND_BYTES = 15 * 1024 * 1024
 """OpenAI's limit on one ``input_audio_buffer.append`` (decoded audio)."""
 
 
-def _event_models(union: Any) -> dict[str, type[BaseModel]]:
+def event_models(union: Any) -> dict[str, type[BaseModel]]:
+    """``type`` tag → model, for one of the ``openai`` package's event unions (their
+    discriminator is the SDK's own metadata, so pydantic alone would try every member)."""
     members = typing.get_args(typing.get_args(union)[0])
     table: dict[str, type[BaseModel]] = {}
     for model in members:
@@ -38,8 +40,8 @@ def _event_models(union: Any) -> dict[str, type[BaseModel]]:
 
 
 _MODELS = {
-    "beta": _event_models(beta_events.RealtimeClientEvent),
-    "ga": _event_models(ga_events.RealtimeClientEvent),
+    "beta": event_models(beta_events.RealtimeClientEvent),
+    "ga": event_models(ga_events.RealtimeClientEvent),
 }
 
 

@@ -59,6 +59,10 @@ class EphemeralKeyStore(Protocol):
         """Remove and return the record (single use), or ``None`` when there is none."""
         ...
 
+    async def was_used(self, digest: bytes) -> bool:
+        """Was this key redeemed already (and not yet expired)? For a clearer refusal."""
+        ...
+
 
 class InMemoryKeyStore:
     """A process-local store; expired records are swept as new ones arrive."""
@@ -91,7 +95,7 @@ class InMemoryKeyStore:
                 self._used[record.digest] = record.expires_at
             return record
 
-    def was_used(self, digest: bytes) -> bool:
+    async def was_used(self, digest: bytes) -> bool:
         return digest in self._used
 
     def _sweep(self) -> None:
@@ -139,7 +143,7 @@ class KeyMinter:
         digest = digest_of(value)
         record = await (self.store.take(digest) if consume else self.store.get(digest))
         if record is None:
-            used = isinstance(self.store, InMemoryKeyStore) and self.store.was_used(digest)
+            used = await self.store.was_used(digest)
             raise KeyRejected(
                 "This ephemeral key was already used to open a session; mint a new one."
                 if used
