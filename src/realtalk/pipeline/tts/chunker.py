@@ -11,12 +11,15 @@ _CLAUSE_END = re.compile(r"[,;:—–]\s")
 class ClauseChunker:
     """Feed text deltas; get back complete pieces.
 
-    The first piece may end at a clause (comma, colon…) once it has ``first_min_chars``, so the
-    first audio comes early; later pieces end at sentences, or at a clause past
-    ``max_chars``."""
+    The first piece may end at a clause (comma, colon…) once it has ``first_min_chars``, or,
+    with no punctuation yet, after ``first_max_words`` words, so the first audio comes early;
+    later pieces end at sentences, or at a clause past ``max_chars``."""
 
-    def __init__(self, first_min_chars: int = 12, max_chars: int = 180) -> None:
+    def __init__(
+        self, first_min_chars: int = 12, first_max_words: int = 6, max_chars: int = 180
+    ) -> None:
         self.first_min_chars = first_min_chars
+        self.first_max_words = first_max_words
         self.max_chars = max_chars
         self._buffer = ""
         self._emitted = 0
@@ -44,6 +47,11 @@ class ClauseChunker:
                     break
             if cut is None and len(text) > self.max_chars:
                 cut = text.rfind(" ", 0, self.max_chars) + 1 or self.max_chars
+            if cut is None and self._emitted == 0:
+                # Whole words only: the text must go on after the last space.
+                words = text.split(" ")
+                if len(words) > self.first_max_words:
+                    cut = len(" ".join(words[: self.first_max_words])) + 1
         if cut is None:
             return None
         piece, self._buffer = text[:cut].strip(), text[cut:]
