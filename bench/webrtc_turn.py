@@ -61,12 +61,29 @@ async def run(url: str, key: str, turns: int) -> list[float]:
                 client.first_loud_at = None
                 client.mic.finished_at = None
                 client.mic.say(np.concatenate([silence(300, 48_000), voice(question, 48_000)]))
-                await client.until("output_audio_buffer.stopped", limit_s=120)
+                events = await client.until("output_audio_buffer.stopped", limit_s=120)
                 assert client.mic.finished_at and client.first_loud_at
-                latency = client.first_loud_at - client.mic.finished_at
+                end = client.mic.finished_at
+                latency = client.first_loud_at - end
                 if turn:
                     latencies.append(latency)
-                    print(f"turn {turn}: {latency * 1000:.0f} ms  ({question})")
+                    seen = {e["type"]: client.arrivals[e["event_id"]] for e in reversed(events)}
+                    stages = "  ".join(
+                        f"{label} {(seen[kind] - end) * 1000:.0f}"
+                        for label, kind in (
+                            ("stopped", "input_audio_buffer.speech_stopped"),
+                            (
+                                "transcribed",
+                                "conversation.item.input_audio_transcription.completed",
+                            ),
+                            ("playing", "output_audio_buffer.started"),
+                        )
+                        if kind in seen
+                    )
+                    print(
+                        f"turn {turn}: {latency * 1000:.0f} ms  [ms after speech end: {stages}]"
+                        f"  ({question})"
+                    )
                 await asyncio.sleep(0.5)
         finally:
             await http.post(

@@ -72,6 +72,8 @@ class RtcClient:
         self.channel = self.pc.createDataChannel("oai-events")
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.all_events: list[dict[str, Any]] = []
+        self.arrivals: dict[str, float] = {}
+        """event_id → perf_counter when it arrived."""
         self.received = bytearray()
         """Remote audio, 16 kHz int16 mono."""
         self.first_loud_at: float | None = None
@@ -86,6 +88,7 @@ class RtcClient:
         def _message(message: str) -> None:
             assert isinstance(message, str), "events are JSON text"
             event = json.loads(message)
+            self.arrivals[event["event_id"]] = time.perf_counter()
             self.all_events.append(event)
             self.events.put_nowait(event)
 

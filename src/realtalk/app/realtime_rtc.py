@@ -167,6 +167,7 @@ async def _read_sdp(request: Request) -> str:
 
 async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfig, str]:
     token = bearer_token(request)
+    _check_available(state)  # before a key is redeemed, so it is not spent on a refusal
     if state.is_standard_key(token):
         return state.default_session(), new_id("sess")
     try:
@@ -178,6 +179,12 @@ async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfi
     return record.config, record.session_id
 
 
+def _check_available(state: ServerState) -> None:
+    unavailable = state.engine_unavailable()
+    if unavailable is not None:
+        raise HTTPError(503, unavailable, code="engine_not_ready", type="server_error")
+
+
 async def _start_call(
     state: ServerState,
     config: SessionConfig,
@@ -185,13 +192,7 @@ async def _start_call(
     generation: Literal["beta", "ga"],
     sdp: str,
 ) -> Call:
-    if state.models is None:
-        raise HTTPError(
-            503,
-            "The engine's models are still loading; see /healthz.",
-            code="engine_not_ready",
-            type="server_error",
-        )
+    _check_available(state)
     call = Call(state, config, session_id, generation)
     try:
         call.answer_sdp = await call.start(sdp)

@@ -72,6 +72,11 @@ async def realtime_websocket(websocket: WebSocket) -> None:
             "'openai-insecure-api-key.<key>'.",
         )
         return
+    unavailable = state.engine_unavailable()
+    if unavailable is not None or state.models is None:
+        # Checked before a key is redeemed, so a key is not spent on a refusal.
+        await _deny(websocket, 503, "engine_not_ready", unavailable or "The engine is not ready.")
+        return
     config: SessionConfig
     if state.is_standard_key(key):
         config = state.default_session()
@@ -85,14 +90,6 @@ async def realtime_websocket(websocket: WebSocket) -> None:
             return
         config, session_id = record.config, record.session_id
         expires_at = int(time.time()) + state.settings.session_max_s
-    if state.models is None:
-        await _deny(
-            websocket,
-            503,
-            "engine_not_ready",
-            "The engine's models are still loading; see /healthz.",
-        )
-        return
     model = websocket.query_params.get("model")
     if model:
         config = config.with_changes(model=model)

@@ -63,6 +63,19 @@ class ServerState:
             else (),
         )
 
+    def engine_unavailable(self) -> str | None:
+        """Why the embedded engine cannot take a session now (None when it can)."""
+        if self.settings.engine != "embedded":
+            return (
+                "This server sends pages to OpenAI (REALTALK_ENGINE=openai); its embedded "
+                "engine is off."
+            )
+        if self.models is not None:
+            return None
+        if self.readiness == "failed":
+            return f"The engine's models failed to load: {self.readiness_detail}"
+        return "The engine's models are still loading; see /healthz."
+
     def _stt_prompt(self) -> str | None:
         if self.settings.transcription_prompt:
             return self.settings.transcription_prompt
