@@ -225,3 +225,23 @@ def test_denied_microphone_is_explained(engine: LiveServer) -> None:
             assert live_sessions(engine) == 0
         finally:
             browser.close()
+
+
+def test_a_rejected_key_is_explained(engine: LiveServer, tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "quiet.wav", [silence(3000, 48_000)])
+    for page in open_page(wav, engine.url):
+
+        def stale_key(route: Any) -> None:
+            # The backend answers, but with a key the engine no longer accepts (as when a
+            # minted key expired before the page used it).
+            body = route.fetch().json()
+            body["client_secret"] = "ek_expired_or_already_used"
+            route.fulfill(json=body)
+
+        page.route("**/api/realtime/session", stale_key)
+        page.get_by_role("button", name="Start").click()
+        alert = page.get_by_role("alert")
+        alert.wait_for(state="visible", timeout=15_000)
+        assert "rejected or has expired" in alert.inner_text()
+        assert page.evaluate("window.realtalk.microphoneLive()") is False
+        assert live_sessions(engine) == 0

@@ -256,6 +256,7 @@ async function start() {
   setStatus("connecting", "Connecting…");
   session = new RealtimeSession({ audioElement: ui.audio });
   session.addEventListener("server-event", (e) => handle(e.detail));
+  session.addEventListener("microphone", (e) => { lastMicrophone = e.detail; });
   session.addEventListener("connection", (e) => {
     if (e.detail === "failed") fail("The connection to the voice engine failed. Check your network and press Start again.");
   });
@@ -264,7 +265,6 @@ async function start() {
   });
   try {
     await session.start();
-    lastMicrophone = session.microphone;
     const engine = session.info.engine;
     ui.engine.textContent = `Engine: ${engine.kind} (${engine.model})`;
     ui.stop.disabled = false;

@@ -23,6 +23,7 @@ export class RealtimeSession extends EventTarget {
 
   async start() {
     this.microphone = await openMicrophone();
+    this.emit("microphone", this.microphone);
     const response = await fetch(`${this.backendUrl}/api/realtime/session`, { method: "POST" });
     if (!response.ok) {
       const reason = await errorMessage(response);
