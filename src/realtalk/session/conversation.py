@@ -66,6 +66,39 @@ class Conversation:
         self._items.remove(item)
         return item
 
+    def truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> Item:
+        """Cut an assistant item's audio at ``audio_end_ms``; its transcript keeps only what
+        was heard by then."""
+        item = self.get(item_id)
+        if item.type != "message" or item.role != "assistant":
+            raise ProtocolError(
+                "Only assistant messages can be truncated.", "invalid_value", "item_id"
+            )
+        if not 0 <= content_index < len(item.content):
+            raise ProtocolError(
+                f"Invalid 'content_index': item has {len(item.content)} part(s).",
+                "invalid_value",
+                "content_index",
+            )
+        part = item.content[content_index]
+        if part.type != "output_audio":
+            raise ProtocolError(
+                "The content part has no audio to truncate.",
+                "unsupported_content_type",
+                "content_index",
+            )
+        if audio_end_ms > part.audio_ms:
+            raise ProtocolError(
+                f"audio_end_ms ({audio_end_ms}) is longer than the item's audio "
+                f"({part.audio_ms} ms).",
+                "invalid_value",
+                "audio_end_ms",
+            )
+        part.transcript = part.transcript_until(audio_end_ms)
+        part.segments = [s for s in part.segments if s.start_ms < audio_end_ms]
+        part.audio_ms = audio_end_ms
+        return item
+
     def _index(self, item_id: str) -> int:
         for index, item in enumerate(self._items):
             if item.id == item_id:

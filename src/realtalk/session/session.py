@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any, Literal, assert_never
 
 from realtalk.audio.pcm import (
@@ -21,7 +21,6 @@ from realtalk.audio.pcm import (
     decode_wire,
 )
 from realtalk.pipeline.models import Models
-from realtalk.pipeline.stt import Transcript
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
@@ -31,6 +30,8 @@ from realtalk.session.conversation import Conversation
 from realtalk.session.input_audio import InputAudioBuffer
 from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
+from realtalk.session.server_tools import ServerToolCalls
+from realtalk.session.transcription import InputTranscriber
 from realtalk.session.turns import Pause, SpeechStarted, SpeechStopped, TurnDetector
 from realtalk.tools import ToolRegistry
 
@@ -80,10 +81,11 @@ class RealtimeSession:
         self._active: ResponseRun | None = None
         self._active_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
-        self._transcripts: dict[str, asyncio.Task[object]] = {}
         self._idle_task: asyncio.Task[None] | None = None
-        self._speculation: tuple[int, asyncio.Task[object]] | None = None
-        self._tool_jobs: dict[str, asyncio.Task[object]] = {}
+        self.transcriber = InputTranscriber(
+            models.stt, self.events, self.emit, self._spawn, lambda: self.config.transcription
+        )
+        self.server_tools = ServerToolCalls(tools, self._spawn)
         self.closed = False
         self.last_run: ResponseRun | None = None
 
@@ -102,7 +104,7 @@ class RealtimeSession:
         for task in tasks:
             await settle(task)
         self._tasks.clear()
-        self._transcripts.clear()
+        self.transcriber.clear()
         self.vad.close()
 
     def emit(self, event: Event | None) -> None:
@@ -253,7 +255,7 @@ class RealtimeSession:
         elif isinstance(event, SpeechStopped):
             item_id = self._speech_item_id or new_id("item")
             self.emit(self.events.speech_stopped(event.audio_end_ms, item_id))
-            early = self._adopt_speculation(event.speech_end_ms)
+            early = self.transcriber.adopt(event.speech_end_ms)
             self._commit(
                 manual=False,
                 item_id=item_id,
@@ -266,33 +268,10 @@ class RealtimeSession:
                 self._create_response(cmd.ResponseOptions())
 
     def _speculate(self, pause: Pause) -> None:
-        """During the silence window, transcribe the speech so far; if the turn ends with this
-        same speech, the transcript is ready earlier (discarded silently if speech resumes)."""
-        if pause.silence_ms < SPECULATE_AFTER_MS:
-            return
-        if self._speculation is not None:
-            if self._speculation[0] == pause.speech_end_ms:
-                return
-            self._speculation[1].cancel()
-        audio = self.buffer.view(self._speech_start_ms, pause.speech_end_ms + SPEECH_TAIL_MS)
-        self._speculation = (pause.speech_end_ms, self._spawn(self._stt(audio)))
-
-    def _adopt_speculation(self, speech_end_ms: int) -> asyncio.Task[object] | None:
-        speculation, self._speculation = self._speculation, None
-        if speculation is None:
-            return None
-        if speculation[0] == speech_end_ms:
-            return speculation[1]
-        speculation[1].cancel()
-        return None
-
-    async def _stt(self, audio: Int16Array) -> Transcript:
-        transcription = self.config.transcription
-        return await self.models.stt.transcribe(
-            audio,
-            prompt=transcription.prompt if transcription else None,
-            language=transcription.language if transcription else None,
-        )
+        """During the silence window, transcribe the speech so far (see InputTranscriber)."""
+        if pause.silence_ms >= SPECULATE_AFTER_MS:
+            audio = self.buffer.view(self._speech_start_ms, pause.speech_end_ms + SPEECH_TAIL_MS)
+            self.transcriber.speculate(pause.speech_end_ms, audio)
 
     def _commit(
         self,
@@ -323,41 +302,8 @@ class RealtimeSession:
         previous = self.conversation.insert(item)
         self.emit(self.events.committed(item.id, previous))
         self.emit(self.events.item_added(item, previous))
-        self._transcripts[item.id] = self._spawn(self._transcribe(item, audio, previous, early))
+        self.transcriber.start(item, audio, previous, early)
         return item
-
-    async def _transcribe(
-        self,
-        item: Item,
-        audio: Int16Array,
-        previous: str | None,
-        early: asyncio.Task[object] | None = None,
-    ) -> None:
-        part = item.content[0]
-        transcription = self.config.transcription
-        try:
-            result = await early if early is not None else await self._stt(audio)
-            assert isinstance(result, Transcript)
-        except Exception as exc:  # reported to the client
-            log.warning("transcription failed: %s", type(exc).__name__)
-            part.transcript = ""
-            if transcription is not None:
-                self.emit(self.events.transcription_failed(item.id, 0, "Transcription failed."))
-            self.emit(self.events.item_done(item, previous))
-            return
-        part.transcript = result.text
-        if transcription is not None:
-            if result.text:
-                self.emit(self.events.transcription_delta(item.id, 0, result.text))
-            self.emit(
-                self.events.transcription_completed(item.id, 0, result.text, result.audio_seconds)
-            )
-        self.emit(self.events.item_done(item, previous))
-
-    async def _wait_for_transcripts(self, items: Iterable[Item]) -> None:
-        pending = [self._transcripts[i.id] for i in items if i.id in self._transcripts]
-        for task in pending:
-            await asyncio.shield(task)
 
     # ---- conversation -------------------------------------------------------------------
     def _create_item(self, item: Item, previous_item_id: str | None) -> None:
@@ -366,39 +312,10 @@ class RealtimeSession:
         self.emit(self.events.item_done(item, previous))
 
     def _truncate(self, command: cmd.TruncateItem) -> None:
-        item = self.conversation.get(command.item_id)
-        if item.type != "message" or item.role != "assistant":
-            raise ProtocolError(
-                "Only assistant messages can be truncated.", "invalid_value", "item_id"
-            )
-        if not 0 <= command.content_index < len(item.content):
-            raise ProtocolError(
-                f"Invalid 'content_index': item has {len(item.content)} part(s).",
-                "invalid_value",
-                "content_index",
-            )
-        part = item.content[command.content_index]
-        if part.type != "output_audio":
-            raise ProtocolError(
-                "The content part has no audio to truncate.",
-                "unsupported_content_type",
-                "content_index",
-            )
-        if command.audio_end_ms > part.audio_ms:
-            raise ProtocolError(
-                f"audio_end_ms ({command.audio_end_ms}) is longer than the item's audio "
-                f"({part.audio_ms} ms).",
-                "invalid_value",
-                "audio_end_ms",
-            )
-        self.truncate_item(item, command.content_index, command.audio_end_ms)
-
-    def truncate_item(self, item: Item, content_index: int, audio_end_ms: int) -> None:
-        part = item.content[content_index]
-        part.transcript = part.transcript_until(audio_end_ms)
-        part.segments = [s for s in part.segments if s.start_ms < audio_end_ms]
-        part.audio_ms = audio_end_ms
-        self.emit(self.events.item_truncated(item.id, content_index, audio_end_ms))
+        self.conversation.truncate(command.item_id, command.content_index, command.audio_end_ms)
+        self.emit(
+            self.events.item_truncated(command.item_id, command.content_index, command.audio_end_ms)
+        )
 
     # ---- responses ----------------------------------------------------------------------
     def _create_response(self, options: cmd.ResponseOptions) -> None:
@@ -459,9 +376,9 @@ class RealtimeSession:
             emit=self.emit,
             models=self.models,
             add_item=self.conversation.insert,
-            transcripts=self._wait_for_transcripts,
+            transcripts=self.transcriber.wait,
             audio_output=self.audio_output,
-            on_function_call=self._start_server_tool,
+            on_function_call=self.server_tools.start,
         )
         self._active = run
         self.last_run = run
@@ -474,29 +391,16 @@ class RealtimeSession:
             if self._active is run:
                 self._active = None
                 self._active_task = None
-            calls = [
-                i
-                for i in run.record.output
-                if i.type == "function_call" and i.call_id in self._tool_jobs
-            ]
+            calls = self.server_tools.started(run.record.output)
             if calls:
                 self._spawn(self._finish_server_tools(run, calls))
             else:
                 self._start_idle_timer()
 
-    # ---- server-side tools ------------------------------------------------------------
-    def _start_server_tool(self, item: Item) -> None:
-        """A server-side tool starts as soon as its call is complete (while the reply may
-        still be speaking); a slow one blocks neither audio nor events."""
-        tools = self.tools
-        if tools is None or item.name not in tools.server_side() or item.call_id is None:
-            return
-        self._tool_jobs[item.call_id] = self._spawn(tools.call(item.name, item.arguments or "{}"))
-
     async def _finish_server_tools(self, run: ResponseRun, calls: list[Item]) -> None:
         for call in calls:
             assert call.call_id is not None
-            result = await self._tool_jobs.pop(call.call_id)
+            result = await self.server_tools.result(call.call_id)
             output = Item(
                 "function_call_output", call_id=call.call_id, output=json.dumps(result, default=str)
             )
@@ -535,7 +439,9 @@ class RealtimeSession:
         response_id, item_id, played_ms = heard
         item = self.conversation.find(item_id)
         if item is not None and item.content and item.content[0].type == "output_audio":
-            self.truncate_item(item, 0, min(played_ms, item.content[0].audio_ms))
+            end_ms = min(played_ms, item.content[0].audio_ms)
+            self.conversation.truncate(item_id, 0, end_ms)
+            self.emit(self.events.item_truncated(item_id, 0, end_ms))
         self.emit(self.events.output_audio_buffer("cleared", response_id))
         return True
 
