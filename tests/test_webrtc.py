@@ -357,3 +357,42 @@ def test_session_duration_cap(tmp_path: Path) -> None:
     finally:
         stop_server(server)
     assert events[-1]["error"]["code"] == "session_expired"
+
+
+async def test_sideband_websocket_attaches_to_a_call(
+    engine: LiveServer, http: httpx.AsyncClient
+) -> None:
+    import websockets
+
+    client, response = await connect_ga(http, await ga_key(http, engine))
+    await client.until("session.created")
+    call_id = response.headers["Location"].rsplit("/", 1)[-1]
+    base = engine.url.replace("http", "ws", 1) + "/v1/realtime"
+    auth = {"Authorization": f"Bearer {engine.api_key}"}
+    async with websockets.connect(f"{base}?call_id={call_id}", additional_headers=auth) as side:
+        await side.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "event_id": "evt_side",
+                    "session": {"type": "realtime", "instructions": "Set by the backend."},
+                }
+            )
+        )
+        from_side = json.loads(await asyncio.wait_for(side.recv(), 10))
+        validate_event(from_side, "ga")
+        assert from_side["session"]["instructions"] == "Set by the backend."
+        on_channel = (await client.until("session.updated"))[-1]
+        assert on_channel["event_id"] == from_side["event_id"]  # the same event, both ways
+        await hang_up(http, engine, response)
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(side.recv(), 10)  # the sideband ends with the call
+    for url, headers, status in (
+        (f"{base}?call_id=rtc_missing", auth, 404),
+        (f"{base}?call_id={call_id}", {}, 401),
+    ):
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with websockets.connect(url, additional_headers=headers):
+                pass
+        assert info.value.response.status_code == status
+    await client.close()

@@ -76,6 +76,8 @@ class Call:
         self._tasks: list[asyncio.Task[Any]] = []
         self._ended = asyncio.Event()
         self._closed = False
+        self.finished = asyncio.Event()
+        """Set once the call is fully closed (sideband sockets end with it)."""
         self.answer_sdp = ""
 
     async def start(self, offer_sdp: str) -> str:
@@ -147,6 +149,7 @@ class Call:
                     await task
         await self.session.aclose()
         await self.peer.close()
+        self.finished.set()
         log.info("call %s closed", self.call_id)
 
 

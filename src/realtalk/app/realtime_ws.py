@@ -8,6 +8,7 @@ refused before the upgrade with a 401 and a reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -72,6 +73,10 @@ async def realtime_websocket(websocket: WebSocket) -> None:
             "'openai-insecure-api-key.<key>'.",
         )
         return
+    call_id = websocket.query_params.get("call_id")
+    if call_id is not None:
+        await _attach_to_call(websocket, state, key, call_id, protocols)
+        return
     unavailable = state.engine_unavailable()
     if unavailable is not None or state.models is None:
         # Checked before a key is redeemed, so a key is not spent on a refusal.
@@ -130,6 +135,51 @@ async def realtime_websocket(websocket: WebSocket) -> None:
         state.live_sessions.discard(session)
         await session.aclose()
         log.info("session closed", extra={"session_id": session_id})
+        await _close(websocket, 1000, "")
+
+
+async def _attach_to_call(
+    websocket: WebSocket, state: ServerState, key: str, call_id: str, protocols: list[str]
+) -> None:
+    """GA sideband: a backend (standard key) follows a WebRTC call's events and sends its own
+    client events into it, e.g. to run tools on the server while the browser talks."""
+    if not state.is_standard_key(key):
+        await _deny(
+            websocket,
+            401,
+            "invalid_api_key",
+            "Attaching to a call needs the engine's standard key.",
+        )
+        return
+    call = state.calls.get(call_id)
+    if call is None:
+        await _deny(websocket, 404, "call_not_found", f"No call with id '{call_id}'.")
+        return
+    session: RealtimeSession = call.session
+    await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
+    events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    session.listeners.append(events)
+
+    async def forward() -> None:
+        try:
+            while True:
+                event = await events.get()
+                await websocket.send_text(json.dumps(event, separators=(",", ":")))
+        except (WebSocketDisconnect, RuntimeError):
+            return
+
+    writer = asyncio.ensure_future(forward())
+    reader = asyncio.ensure_future(_read(websocket, session))
+    ended = asyncio.ensure_future(call.finished.wait())
+    try:
+        await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (writer, reader, ended):
+            task.cancel()
+            with contextlib.suppress(Exception):  # a dropped socket is an ordinary end
+                await settle(task)
+        with contextlib.suppress(ValueError):
+            session.listeners.remove(events)
         await _close(websocket, 1000, "")
 
 

@@ -69,6 +69,8 @@ class RealtimeSession:
         self.audio_output = audio_output
         self.events = ServerEvents(generation, session_id, expires_at)
         self.outbox: asyncio.Queue[Event] = asyncio.Queue()
+        self.listeners: list[asyncio.Queue[Event]] = []
+        """Extra copies of every server event (a sideband WebSocket attached to a call)."""
         self.conversation = Conversation()
         self.conversation_id = new_id("conv")
         self.buffer = InputAudioBuffer()
@@ -110,6 +112,8 @@ class RealtimeSession:
     def emit(self, event: Event | None) -> None:
         if event is not None:
             self.outbox.put_nowait(event)
+            for listener in self.listeners:
+                listener.put_nowait(event)
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)
