@@ -86,7 +86,6 @@ async def realtime_websocket(websocket: WebSocket) -> None:
     if state.is_standard_key(key):
         config = state.default_session()
         session_id = new_id("sess")
-        expires_at = int(time.time()) + state.settings.session_max_s
     else:
         try:
             record = await state.minter.redeem(key)
@@ -94,7 +93,7 @@ async def realtime_websocket(websocket: WebSocket) -> None:
             await _deny(websocket, 401, "invalid_api_key", exc.reason)
             return
         config, session_id = record.config, record.session_id
-        expires_at = int(time.time()) + state.settings.session_max_s
+    expires_at = int(time.time()) + state.settings.session_max_s
     model = websocket.query_params.get("model")
     if model:
         config = config.with_changes(model=model)

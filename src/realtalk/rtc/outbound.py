@@ -49,8 +49,6 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._last_item: tuple[str, str] | None = None
         self._start = 0.0
         self._timestamp: int | None = None
-        self.frames_sent = 0
-        self.late_frames = 0
 
     # ---- the AudioOutput side (called by the response) --------------------------------
     def begin(self, response_id: str, item_id: str) -> None:
@@ -101,14 +99,11 @@ class OutboundAudioTrack(MediaStreamTrack):
             wait = self._start + self._timestamp / RATE - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            elif wait < -FRAME_MS / 1000:
-                self.late_frames += 1
         samples = self._next_frame()
         frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = self._timestamp
         frame.time_base = fractions.Fraction(1, RATE)
-        self.frames_sent += 1
         return frame
 
     def _next_frame(self) -> Int16Array:

@@ -7,9 +7,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -51,18 +49,6 @@ class AudioOutput(Protocol):
         ...
 
 
-@dataclass
-class Timings:
-    """Per-stage timestamps (perf_counter seconds) for benchmarks and logs."""
-
-    created: float = 0.0
-    transcript_ready: float | None = None
-    llm_first_token: float | None = None
-    tts_first_audio: float | None = None
-    first_audio_sent: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-
-
 class ResponseRun:
     def __init__(
         self,
@@ -93,7 +79,7 @@ class ResponseRun:
         self.audio_output = audio_output
         self.on_function_call = on_function_call
         self.cancel_reason: CancelReason | None = None
-        self.timings = Timings(created=time.perf_counter())
+        self._audio_begun = False
         self.message: Item | None = None
         self.used_tokens = 0
         self._previous: dict[str, str | None] = {}
@@ -186,7 +172,6 @@ class ResponseRun:
 
     async def _run(self) -> None:
         await self.wait_for_transcripts(self.input_items)
-        self.timings.transcript_ready = time.perf_counter()
         cfg = self.config
         request = LLMRequest(
             messages=self._messages(),
@@ -202,8 +187,6 @@ class ResponseRun:
             speaker = tasks.create_task(self._speak(speech)) if cfg.audio_output else None
             try:
                 async for event in self.models.llm.stream(request):
-                    if self.timings.llm_first_token is None:
-                        self.timings.llm_first_token = time.perf_counter()
                     if isinstance(event, TextDelta):
                         await self._on_text(event.text, chunker, speech)
                     elif isinstance(event, ToolCall):
@@ -278,8 +261,6 @@ class ResponseRun:
         position_ms = 0
         while (piece := await speech.get()) is not None:
             pcm = await self.models.tts.synthesize(piece, speed=self.config.speed)
-            if self.timings.tts_first_audio is None:
-                self.timings.tts_first_audio = time.perf_counter()
             if resampler is None:
                 resampler = StreamResampler(self.models.tts.sample_rate, out_rate)
             audio = np.concatenate([resampler.push(pcm), resampler.flush()])
@@ -298,10 +279,10 @@ class ResponseRun:
 
     async def _send_audio(self, item: Item, index: int, audio: Int16Array, rate: int) -> None:
         if self.audio_output is not None:
-            if self.timings.first_audio_sent is None:
+            if not self._audio_begun:
+                self._audio_begun = True
                 self.audio_output.begin(self.record.id, item.id)
             await self.audio_output.write(audio)
-            self.timings.first_audio_sent = self.timings.first_audio_sent or time.perf_counter()
             return
         step = rate * DELTA_MS // 1000
         fmt = self.config.output_audio_format
@@ -312,8 +293,6 @@ class ResponseRun:
                     self.record.id, item.id, index, 0, base64.b64encode(chunk).decode("ascii")
                 )
             )
-            if self.timings.first_audio_sent is None:
-                self.timings.first_audio_sent = time.perf_counter()
             await asyncio.sleep(0)  # let barge-in and other sessions in between deltas
 
     def _close_message(self, status: Literal["completed", "incomplete"]) -> None:
