@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ws_turn import QUESTIONS, one_turn, start_server
+from bench.ws_turn import QUESTIONS, engine, one_turn
 
 STAGE = "first audio delta"
 
@@ -31,13 +31,7 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    process = None
-    if args.url:
-        url = args.url.rstrip("/")
-        key = args.key or (Path.home() / ".local/share/realtalk/api_key").read_text().strip()
-    else:
-        process, url, key = start_server()
-    try:
+    with engine(args.url, args.key) as (url, key):
         await one_turn(url, key, "Hello there.")  # warm-up
         alone = [
             (await one_turn(url, key, QUESTIONS[i % len(QUESTIONS)]))[STAGE]
@@ -52,10 +46,6 @@ async def main() -> None:
                 ]
             )
             together += [r[STAGE] for r in results]
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
     one, many = statistics.median(alone) * 1000, statistics.median(together) * 1000
     print(f"end of speech → first reply audio, WebSocket ({url})")
     print(f"1 session alone:        median {one:.0f} ms  (n={len(alone)})")

@@ -28,7 +28,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.ws_turn import start_server
+from bench.ws_turn import engine
 
 
 def digits(value: Any) -> str:
@@ -194,14 +194,9 @@ async def main() -> None:
     )
     parser.add_argument("--url")
     args = parser.parse_args()
-    process = None
-    if args.url:
-        url = args.url.rstrip("/")
-    else:
-        process, url, _ = start_server()
     started = time.perf_counter()
     passed = 0
-    try:
+    with engine(args.url, None) as (url, _):
         for index, case in enumerate(CASES, 1):
             ok, detail = await run_case(url, case)
             passed += ok
@@ -209,10 +204,6 @@ async def main() -> None:
                 f"{'PASS' if ok else 'FAIL'} {index:2d}. {case.text:<48} "
                 f"expect {case.tool or 'no tool':<18} got {detail}"
             )
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
     llm = os.environ.get("REALTALK_LLM_MODEL", "qwen2.5-0.5b")
     print(
         f"\ntool-use accuracy ({llm}): {passed}/{len(CASES)} "

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from tests.realtime_helpers import silence, voice  # noqa: E402
 from tests.rtc_client import RtcClient  # noqa: E402
 
-from bench.ws_turn import QUESTIONS, start_server  # noqa: E402
+from bench.ws_turn import QUESTIONS, engine  # noqa: E402
 
 
 async def run(url: str, key: str, turns: int) -> list[float]:
@@ -101,19 +101,9 @@ def main() -> None:
     parser.add_argument("--key")
     parser.add_argument("--turns", type=int, default=8)
     args = parser.parse_args()
-    process = None
-    if args.url:
-        url = args.url.rstrip("/")
-        key = args.key or (Path.home() / ".local/share/realtalk/api_key").read_text().strip()
-    else:
-        process, url, key = start_server()
-    try:
+    with engine(args.url, args.key) as (url, key):
         started = time.perf_counter()
         values = sorted(v * 1000 for v in asyncio.run(run(url, key, args.turns)))
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
     p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
     print(f"\n{len(values)} turns over WebRTC ({url}), {time.perf_counter() - started:.0f} s")
     print("voice-to-voice (end of speech sent → first reply audio received)")

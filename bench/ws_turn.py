@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -156,6 +158,22 @@ def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
     sys.exit("server did not become ready")
 
 
+@contextlib.contextmanager
+def engine(url: str | None, key: str | None) -> Iterator[tuple[str, str]]:
+    """The server at ``url`` (with ``key``, or the key `make run` generated, if any), or else a
+    server started here for the run and stopped after it."""
+    if url:
+        stored = Path.home() / ".local/share/realtalk/api_key"
+        yield url.rstrip("/"), key or (stored.read_text().strip() if stored.exists() else "")
+        return
+    process, started_url, started_key = start_server()
+    try:
+        yield started_url, started_key
+    finally:
+        process.terminate()
+        process.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -164,14 +182,7 @@ async def main() -> None:
     parser.add_argument("--key", default=os.environ.get("REALTALK_API_KEY"))
     parser.add_argument("--turns", type=int, default=5)
     args = parser.parse_args()
-    process = None
-    if args.url:
-        url, key = args.url.rstrip("/"), args.key
-        if not key:
-            key = (Path.home() / ".local/share/realtalk/api_key").read_text().strip()
-    else:
-        process, url, key = start_server()
-    try:
+    with engine(args.url, args.key) as (url, key):
         await one_turn(url, key, "Hello there.")  # warm-up, not counted
         results = []
         for turn in range(args.turns):
@@ -180,10 +191,6 @@ async def main() -> None:
                 f"turn {turn + 1}: "
                 + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in results[-1].items())
             )
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
     print(f"\n{args.turns} spoken turns over WebSocket ({url})")
     print(f"{'stage':<20}{'min':>9}{'median':>9}{'max':>9}")
     for stage in STAGES:
