@@ -17,6 +17,7 @@ import pytest
 
 from realtalk.session.config import FunctionTool, SessionConfig, TurnDetection
 from realtalk.session.session import RealtimeSession
+from realtalk.tools import ToolRegistry, tool
 from tests.realtime_helpers import silence, tone, validate_event
 from tests.scripted import ScriptedLLM, ScriptedSTT, call, scripted_models, text
 
@@ -78,6 +79,7 @@ async def make_session() -> AsyncIterator[Any]:
         generation: str = "ga",
         llm: ScriptedLLM | None = None,
         stt: ScriptedSTT | None = None,
+        registry: ToolRegistry | None = None,
         **config: Any,
     ) -> Client:
         session = RealtimeSession(
@@ -86,6 +88,7 @@ async def make_session() -> AsyncIterator[Any]:
             models=scripted_models(llm, stt),
             session_id="sess_test",
             expires_at=0,
+            tools=registry,
         )
         session.start()
         sessions.append(session)
@@ -564,9 +567,7 @@ async def test_speculation_is_discarded_when_speech_resumes(make_session: Any) -
     assert stt.calls == 2
 
 
-async def test_server_side_tool_runs_without_a_client_round_trip() -> None:
-    from realtalk.tools import ToolRegistry, tool
-
+async def test_server_side_tool_runs_without_a_client_round_trip(make_session: Any) -> None:
     calls: list[str] = []
 
     @tool(execution="server")
@@ -585,57 +586,38 @@ async def test_server_side_tool_runs_without_a_client_round_trip() -> None:
         ],
         token_delay_s=0.01,
     )
-    session = RealtimeSession(
-        config=SessionConfig(
-            turn_detection=None,
-            tools=(
-                FunctionTool(
-                    "lookup_order", "Look up an order.", lookup_order.schema()["parameters"]
-                ),
-            ),
-        ),
-        generation="ga",
-        models=scripted_models(llm),
-        session_id="s",
-        expires_at=0,
-        tools=registry,
+    tool_spec = FunctionTool(
+        "lookup_order", "Look up an order.", lookup_order.schema()["parameters"]
     )
-    session.start()
-    client = Client(session)
+    client = make_session("ga", llm=llm, registry=registry, turn_detection=None, tools=(tool_spec,))
     client.drain()
-    try:
-        await client.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "Where is order 1001?"}],
-                },
-            }
-        )
-        await client.send({"type": "response.create"})
-        first = await client.until("response.done")
-        kinds = types(first)
-        # The spoken part before the call streams while the tool is still running.
-        assert kinds.index("response.output_audio.delta") < kinds.index(
-            "response.function_call_arguments.done"
-        )
-        follow = await client.until("response.done")
-        output_item = next(
-            e
-            for e in follow
-            if e["type"] == "conversation.item.added"
-            and e["item"]["type"] == "function_call_output"
-        )
-        assert json.loads(output_item["item"]["output"])["status"] == "shipped"
-        assert types(follow).index("conversation.item.added") < types(follow).index(
-            "response.created"
-        )
-        assert follow[-1]["response"]["output"][0]["content"][0]["transcript"] == (
-            "Your order has shipped."
-        )
-        assert calls == ["1001"]
-        assert llm.requests[1].messages[-1]["role"] == "tool"
-    finally:
-        await session.aclose()
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Where is order 1001?"}],
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    first = await client.until("response.done")
+    kinds = types(first)
+    # The spoken part before the call streams while the tool is still running.
+    assert kinds.index("response.output_audio.delta") < kinds.index(
+        "response.function_call_arguments.done"
+    )
+    follow = await client.until("response.done")
+    output_item = next(
+        e
+        for e in follow
+        if e["type"] == "conversation.item.added" and e["item"]["type"] == "function_call_output"
+    )
+    assert json.loads(output_item["item"]["output"])["status"] == "shipped"
+    assert types(follow).index("conversation.item.added") < types(follow).index("response.created")
+    assert follow[-1]["response"]["output"][0]["content"][0]["transcript"] == (
+        "Your order has shipped."
+    )
+    assert calls == ["1001"]
+    assert llm.requests[1].messages[-1]["role"] == "tool"
