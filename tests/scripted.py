@@ -53,6 +53,9 @@ class ScriptedSTT:
     texts: list[str] = field(default_factory=lambda: ["hello there"])
     calls: int = 0
 
+    def busy(self) -> bool:
+        return False
+
     async def transcribe(
         self, samples: np.ndarray, *, prompt: str | None = None, language: str | None = None
     ) -> Transcript:
@@ -85,20 +88,17 @@ class ToneTTS:
 
     sample_rate = 22_050
 
-    async def synthesize(self, text: str, *, speed: float = 1.0) -> np.ndarray:
+    async def stream(self, text: str, *, speed: float = 1.0) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(0)
         n = int(self.sample_rate * 0.05 * len(text))
         t = np.arange(n) / self.sample_rate
-        return (np.sin(2 * np.pi * 200 * t) * 8000).astype(np.int16)
+        yield (np.sin(2 * np.pi * 200 * t) * 8000).astype(np.int16)
 
 
 def scripted_models(llm: ScriptedLLM | None = None, stt: ScriptedSTT | None = None) -> Models:
     return Models(
-        vad=EnergyVAD(),
-        stt=stt or ScriptedSTT(),
-        llm=llm or ScriptedLLM(),  # type: ignore[arg-type]
-        tts=ToneTTS(),
-    )  # type: ignore[arg-type]
+        vad=EnergyVAD(), stt=stt or ScriptedSTT(), llm=llm or ScriptedLLM(), tts=ToneTTS()
+    )
 
 
 def text(t: str) -> TextDelta:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from realtalk.session.config import TurnDetection
-from realtalk.session.turns import Pause, SpeechStarted, SpeechStopped, TurnDetector
+from realtalk.session.turns import (
+    EAGERNESS,
+    Pause,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+)
 
 
 def run(detector: TurnDetector, timeline: list[tuple[int, float]]) -> list[object]:
@@ -34,7 +41,9 @@ def test_speech_then_silence_starts_and_stops_a_turn() -> None:
 def test_short_pauses_and_word_gaps_do_not_end_the_turn() -> None:
     detector = TurnDetector(TurnDetection(silence_duration_ms=500))
     events = run(detector, [(640, 0.9), (320, 0.0), (640, 0.9), (160, 0.4), (640, 0.9), (640, 0.0)])
-    assert [type(e) for _, e in events] == [SpeechStarted, SpeechStopped]
+    # The pause ends with the speech resuming (the dip to 0.4 is within the hysteresis).
+    kinds = [type(e) for _, e in events]
+    assert kinds == [SpeechStarted, SpeechResumed, SpeechStopped]
 
 
 def test_a_click_does_not_start_a_turn() -> None:
@@ -50,12 +59,29 @@ def test_threshold_and_silence_follow_configuration() -> None:
     assert [type(e) for _, e in events] == [SpeechStarted, SpeechStopped]
 
 
-def test_semantic_vad_eagerness_picks_the_silence_window() -> None:
+def test_semantic_vad_eagerness_bounds_the_wait() -> None:
     eager = TurnDetector(TurnDetection(type="semantic_vad", eagerness="high"))
     patient = TurnDetector(TurnDetection(type="semantic_vad", eagerness="low"))
     timeline = [(640, 0.9), (640, 0.0)]
     assert len(run(eager, timeline)) == 2
     assert len(run(patient, timeline)) == 1  # still waiting after 640 ms of silence
+    assert EAGERNESS["auto"].longest_silence_ms <= 1000
+    assert EAGERNESS["high"].complete_above < EAGERNESS["low"].complete_above
+
+
+def test_the_end_of_turn_model_can_end_a_pause_early() -> None:
+    detector = TurnDetector(TurnDetection(type="semantic_vad", eagerness="auto"))
+    assert detector.end(100) is None  # not in a turn
+    for now in range(32, 640 + 1, 32):
+        detector.feed(0.9, now)
+    assert detector.paused_at() is None and detector.end(640) is None  # still speaking
+    for now in range(672, 864 + 1, 32):
+        detector.feed(0.0, now)
+    assert detector.paused_at() == 640  # where the last speech frame ended
+    stopped = detector.end(864)
+    assert isinstance(stopped, SpeechStopped)
+    assert (stopped.audio_end_ms, stopped.speech_end_ms) == (864, 640)
+    assert detector.state == "quiet" and detector.end(900) is None
 
 
 def test_pause_hints_come_before_the_stop() -> None:

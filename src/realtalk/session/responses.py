@@ -10,8 +10,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol
 
-import numpy as np
-
 from realtalk.audio.pcm import WIRE_RATE, Int16Array, StreamResampler, encode_wire
 from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
 from realtalk.pipeline.models import Models
@@ -65,6 +63,7 @@ class ResponseRun:
         transcripts: Callable[[Iterable[Item]], Awaitable[None]],
         audio_output: AudioOutput | None = None,
         on_function_call: Callable[[Item], None] | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -78,6 +77,10 @@ class ResponseRun:
         self.wait_for_transcripts = transcripts
         self.audio_output = audio_output
         self.on_function_call = on_function_call
+        self.gate = gate
+        """Awaited after each spoken piece (a speculative reply waits there until kept)."""
+        self.speculative = False
+        self.request: LLMRequest | None = None
         self.cancel_reason: CancelReason | None = None
         self._audio_begun = False
         self.message: Item | None = None
@@ -180,6 +183,7 @@ class ResponseRun:
             temperature=cfg.temperature,
             max_tokens=MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens,
         )
+        self.request = request
         speech: asyncio.Queue[str | None] = asyncio.Queue()
         chunker = ClauseChunker()
         usage = Usage()
@@ -219,6 +223,8 @@ class ResponseRun:
         else:
             part.text = (part.text or "") + text
             self.emit(self.events.text_delta(self.record.id, item.id, index, 0, text))
+            if self.gate is not None:
+                await self.gate()
 
     async def _on_tool_call(
         self, call: ToolCall, chunker: ClauseChunker, speech: asyncio.Queue[str | None]
@@ -257,25 +263,36 @@ class ResponseRun:
             if self.audio_output
             else WIRE_RATE[self.config.output_audio_format]
         )
-        resampler: StreamResampler | None = None
         position_ms = 0
         while (piece := await speech.get()) is not None:
-            pcm = await self.models.tts.synthesize(piece, speed=self.config.speed)
-            if resampler is None:
-                resampler = StreamResampler(self.models.tts.sample_rate, out_rate)
-            audio = np.concatenate([resampler.push(pcm), resampler.flush()])
-            resampler = None  # each piece is whole; a fresh stream keeps lengths exact
-            item = self._ensure_message()
-            index = self._output_index(item)
-            part = item.content[0]
-            text = piece if not part.transcript else " " + piece
-            part.transcript = (part.transcript or "") + text
-            self.emit(self.events.transcript_delta(self.record.id, item.id, index, 0, text))
-            length_ms = len(audio) * 1000 // out_rate
+            resampler = StreamResampler(self.models.tts.sample_rate, out_rate)
+            item: Item | None = None
+            index = 0
+            samples = 0
+            text = ""
+            async for pcm in self.models.tts.stream(piece, speed=self.config.speed):
+                audio = resampler.push(pcm)
+                if item is None:
+                    item = self._ensure_message()
+                    index = self._output_index(item)
+                    part = item.content[0]
+                    text = piece if not part.transcript else " " + piece
+                    part.transcript = (part.transcript or "") + text
+                    self.emit(self.events.transcript_delta(self.record.id, item.id, index, 0, text))
+                samples += len(audio)
+                part.audio_ms = position_ms + samples * 1000 // out_rate
+                await self._send_audio(item, index, audio, out_rate)
+            if item is None:
+                continue
+            tail = resampler.flush()
+            samples += len(tail)
+            length_ms = samples * 1000 // out_rate
             part.segments.append(Segment(text, position_ms, position_ms + length_ms))
             position_ms += length_ms
             part.audio_ms = position_ms
-            await self._send_audio(item, index, audio, out_rate)
+            await self._send_audio(item, index, tail, out_rate)
+            if self.gate is not None:
+                await self.gate()
 
     async def _send_audio(self, item: Item, index: int, audio: Int16Array, rate: int) -> None:
         if self.audio_output is not None:

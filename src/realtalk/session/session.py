@@ -13,26 +13,28 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Literal, assert_never
 
-from realtalk.audio.pcm import (
-    INTERNAL_RATE,
-    WIRE_RATE,
-    Int16Array,
-    StreamResampler,
-    decode_wire,
-)
+from realtalk.audio.pcm import INTERNAL_RATE, Int16Array, decode_wire
 from realtalk.pipeline.models import Models
+from realtalk.pipeline.stt import Transcript
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
 from realtalk.session import commands as cmd
 from realtalk.session.config import SessionConfig
 from realtalk.session.conversation import Conversation
-from realtalk.session.input_audio import InputAudioBuffer
 from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
+from realtalk.session.speculation import Basis, HeldAudio, SpeculativeReply, fingerprint
 from realtalk.session.transcription import InputTranscriber
-from realtalk.session.turns import Pause, SpeechStarted, SpeechStopped, TurnDetector
+from realtalk.session.user_turns import (
+    Decision,
+    TurnBegan,
+    TurnEnded,
+    TurnPaused,
+    TurnResumed,
+    UserTurns,
+)
 from realtalk.tools import ToolRegistry
 
 log = logging.getLogger("realtalk.session")
@@ -40,10 +42,6 @@ log = logging.getLogger("realtalk.session")
 Transport = Literal["websocket", "webrtc"]
 SPECULATE_AFTER_MS = 192
 """Start transcribing this far into the silence window, before the turn is over."""
-SPEECH_TAIL_MS = 160
-"""Audio kept after the last speech frame for a speculative transcription."""
-QUIET_KEEP_MS = 2_000
-"""While nobody speaks, keep this much audio (for prefix padding), drop the rest."""
 
 
 class RealtimeSession:
@@ -73,13 +71,10 @@ class RealtimeSession:
         """Extra copies of every server event (a sideband WebSocket attached to a call)."""
         self.conversation = Conversation()
         self.conversation_id = new_id("conv")
-        self.buffer = InputAudioBuffer()
-        self.vad = models.vad.stream()
-        self.turns = TurnDetector(config.turn_detection) if config.turn_detection else None
-        self._resampler = self._make_resampler()
-        self._frames_ms = 0
-        self._speech_item_id: str | None = None
-        self._speech_start_ms = 0
+        self.user = UserTurns(config, models.vad.stream())
+        self.speculate_replies = True
+        """Start replies during the silence window (held until commit); off only to compare."""
+        self._speculation: SpeculativeReply | None = None
         self._active: ResponseRun | None = None
         self._active_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -107,7 +102,8 @@ class RealtimeSession:
             await settle(task)
         self._tasks.clear()
         self.transcriber.clear()
-        self.vad.close()
+        self._speculation = None
+        self.user.close()
 
     def emit(self, event: Event | None) -> None:
         if event is not None:
@@ -164,17 +160,13 @@ class RealtimeSession:
                         "invalid_value",
                         "type",
                     )
-                fmt = self.config.input_audio_format
-                samples = decode_wire(command.audio, fmt)
-                self.push_audio(self._resampler.push(samples))
+                samples = decode_wire(command.audio, self.config.input_audio_format)
+                self._on_decisions(self.user.push_wire(samples))
             case cmd.CommitAudio():
                 self._commit(manual=True)
             case cmd.ClearAudio():
-                self.buffer.clear()
-                self.vad.reset()
-                if self.turns:
-                    self.turns.reset()
-                self._speech_item_id = None
+                self.user.clear()
+                self._drop_speculation()
                 self.emit(self.events.cleared())
             case cmd.CreateItem():
                 self._create_item(command.item, command.previous_item_id)
@@ -212,70 +204,154 @@ class RealtimeSession:
                 assert_never(command)
 
     def _update_config(self, config: SessionConfig) -> None:
-        old = self.config
         self.config = config
-        if config.input_audio_format != old.input_audio_format:
-            self._resampler = self._make_resampler()
-        if config.turn_detection is None:
-            self.turns = None
-        elif self.turns is None:
-            self.turns = TurnDetector(config.turn_detection)
-        else:
-            self.turns.configure(config.turn_detection)
-
-    def _make_resampler(self) -> StreamResampler:
-        return StreamResampler(WIRE_RATE[self.config.input_audio_format], INTERNAL_RATE)
+        self.user.configure(config)
 
     # ---- audio in -----------------------------------------------------------------------
     def push_audio(self, samples: Int16Array) -> None:
         """16 kHz int16 user audio (already decoded by the transport)."""
-        if samples.size == 0:
-            return
-        self.buffer.append(samples)
-        probabilities = self.vad.push(samples)
-        for probability in probabilities:
-            self._frames_ms += self.vad.frame_ms
-            if self.turns is not None:
-                self._on_turn(self.turns.feed(probability, self._frames_ms))
-        if self.turns is not None and self.turns.state == "quiet":
-            self.buffer.drop_before(self.buffer.end_ms - QUIET_KEEP_MS)
+        self._on_decisions(self.user.push(samples))
 
-    def _on_turn(self, event: SpeechStarted | SpeechStopped | Pause | None) -> None:
-        config = self.config.turn_detection
-        if event is None or config is None:
-            return
-        if isinstance(event, SpeechStarted):
-            self._cancel_idle_timer()
-            self._speech_item_id = new_id("item")
-            self._speech_start_ms = event.audio_start_ms
-            self.emit(self.events.speech_started(event.audio_start_ms, self._speech_item_id))
-            if config.interrupt_response and (
-                self._active is not None
-                or (self.audio_output is not None and self.audio_output.is_playing())
-            ):
-                self._spawn(self._interrupt())
-        elif isinstance(event, Pause):
-            self._speculate(event)
-        elif isinstance(event, SpeechStopped):
-            item_id = self._speech_item_id or new_id("item")
-            self.emit(self.events.speech_stopped(event.audio_end_ms, item_id))
-            early = self.transcriber.adopt(event.speech_end_ms)
-            self._commit(
-                manual=False,
-                item_id=item_id,
-                start_ms=self._speech_start_ms,
-                end_ms=event.audio_end_ms,
-                early=early,
+    def _on_decisions(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            self._on_turn(decision)
+        user = self.user
+        if user.item_id is not None and user.speaking():
+            start = user.speech_start_ms
+            self.transcriber.partial(
+                user.item_id, user.timeline_ms - start, lambda: user.buffer.view(start, None)
             )
-            self._speech_item_id = None
-            if config.create_response and self._active is None:
-                self._create_response(cmd.ResponseOptions())
 
-    def _speculate(self, pause: Pause) -> None:
-        """During the silence window, transcribe the speech so far (see InputTranscriber)."""
+    def _on_turn(self, decision: Decision) -> None:
+        config = self.config.turn_detection
+        if config is None:
+            return
+        match decision:
+            case TurnBegan():
+                self._cancel_idle_timer()
+                self._drop_speculation()
+                self.transcriber.begin_turn(decision.item_id)
+                self.emit(self.events.speech_started(decision.audio_start_ms, decision.item_id))
+                if config.interrupt_response and (
+                    self._active is not None
+                    or (self.audio_output is not None and self.audio_output.is_playing())
+                ):
+                    self._spawn(self._interrupt())
+            case TurnPaused():
+                self._on_pause(decision)
+            case TurnResumed():
+                self._drop_speculation()
+            case TurnEnded():
+                self._end_turn(decision)
+            case _:
+                assert_never(decision)
+
+    def _on_pause(self, pause: TurnPaused) -> None:
+        """During the silence window: transcribe the speech so far, then (server VAD) start
+        the reply, held until the turn is committed; with semantic VAD ask the end-of-turn
+        model whether the speaker is done."""
         if pause.silence_ms >= SPECULATE_AFTER_MS:
-            audio = self.buffer.view(self._speech_start_ms, pause.speech_end_ms + SPEECH_TAIL_MS)
-            self.transcriber.speculate(pause.speech_end_ms, audio)
+            audio = self.user.speech(pause.speech_end_ms)
+            job = self.transcriber.speculate(pause.speech_end_ms, audio)
+            if job is not None and self.speculate_replies:
+                self._spawn(self._speculate_reply(pause, job))
+        if self.user.check_due(pause) and self.models.end_of_turn is not None:
+            self._spawn(self._check_end_of_turn(pause.speech_end_ms))
+
+    async def _check_end_of_turn(self, speech_end_ms: int) -> None:
+        model, eagerness = self.models.end_of_turn, self.user.eagerness
+        if model is None or eagerness is None:
+            return
+        probability = await model.probability(self.user.recent())
+        if probability > eagerness.complete_above:
+            ended = self.user.end_now(speech_end_ms)
+            if ended is not None:
+                self._end_turn(ended)
+
+    def _end_turn(self, ended: TurnEnded) -> None:
+        config = self.config.turn_detection
+        self.emit(self.events.speech_stopped(ended.audio_end_ms, ended.item_id))
+        early = self.transcriber.adopt(ended.speech_end_ms)
+        basis = self._basis(ended.speech_end_ms, ended.item_id, early)
+        self._commit(
+            manual=False,
+            item_id=ended.item_id,
+            start_ms=ended.speech_start_ms,
+            end_ms=ended.audio_end_ms,
+            early=early,
+        )
+        speculation, self._speculation = self._speculation, None
+        if config is None or not config.create_response or self._active is not None:
+            self._discard(speculation)
+            return
+        if speculation is not None and basis is not None and speculation.matches(basis):
+            assert speculation.run is not None and speculation.task is not None
+            self._active, self._active_task = speculation.run, speculation.task
+            self.last_run = speculation.run
+            speculation.run.speculative = True
+            # After the transcription job's events, as a reply started now would come.
+            self._spawn(speculation.release(self.emit))
+            return
+        self._discard(speculation)
+        self._create_response(cmd.ResponseOptions())
+
+    # ---- speculative replies ------------------------------------------------------------
+    def _basis(
+        self, speech_end_ms: int, item_id: str, job: asyncio.Task[object] | None
+    ) -> Basis | None:
+        if job is None:
+            return None
+        return Basis(speech_end_ms, item_id, job, self.config, fingerprint(list(self.conversation)))
+
+    async def _speculate_reply(self, pause: TurnPaused, job: asyncio.Task[object]) -> None:
+        """Once the speculative transcript is ready, start the reply a commit would start."""
+        try:
+            result = await asyncio.shield(job)
+        except Exception:
+            return
+        turn = self.config.turn_detection
+        if (
+            self.closed
+            or turn is None
+            or not turn.create_response
+            or self._active is not None
+            or self._speculation is not None
+            or self.user.paused_at() != pause.speech_end_ms
+            or not isinstance(result, Transcript)
+            or not result.text
+        ):
+            return
+        basis = self._basis(pause.speech_end_ms, pause.item_id, job)
+        assert basis is not None
+        spec = SpeculativeReply(basis, self.conversation.insert)
+        user_item = Item(
+            "message",
+            id=pause.item_id,
+            role="user",
+            content=[ContentPart("input_audio", transcript=result.text)],
+        )
+        run = self._new_run(self.config, cmd.ResponseOptions(), [*self.conversation, user_item])
+        run.emit = spec.emit
+        run.add_item = spec.add_item
+        run.gate = spec.gate
+        if run.audio_output is not None:
+            spec.audio = run.audio_output = HeldAudio(run.audio_output, spec.released)
+        server_tools = run.on_function_call
+        if server_tools is not None:
+            run.on_function_call = lambda item: spec.defer(lambda: server_tools(item))
+        spec.run = run
+        spec.task = asyncio.ensure_future(self._run_response(run, spec))
+        self._speculation = spec
+
+    def _drop_speculation(self) -> None:
+        speculation, self._speculation = self._speculation, None
+        self._discard(speculation)
+
+    def _discard(self, speculation: SpeculativeReply | None) -> None:
+        """Cancel a speculative reply that will not be used: nothing it held is sent."""
+        if speculation is not None and speculation.task is not None:
+            speculation.task.cancel()
+            self._spawn(settle(speculation.task))
 
     def _commit(
         self,
@@ -286,19 +362,18 @@ class RealtimeSession:
         end_ms: int | None = None,
         early: asyncio.Task[object] | None = None,
     ) -> Item:
-        if manual and self.buffer.duration_ms < 100:
+        buffer = self.user.buffer
+        if manual and buffer.duration_ms < 100:
             raise ProtocolError(
                 f"Error committing input audio buffer: buffer too small. Expected at least "
-                f"100ms of audio, but buffer only has {self.buffer.duration_ms:.2f}ms of audio.",
+                f"100ms of audio, but buffer only has {buffer.duration_ms:.2f}ms of audio.",
                 "input_audio_buffer_commit_empty",
                 None,
             )
-        audio = self.buffer.take(start_ms, end_ms)
+        audio = self.user.take(start_ms, end_ms)
         if manual:
-            self.vad.reset()
-            if self.turns:
-                self.turns.reset()
-            self._speech_item_id = None
+            self.user.reset()
+            self._drop_speculation()
         part = ContentPart(
             "input_audio", transcript=None, audio_ms=len(audio) * 1000 // INTERNAL_RATE
         )
@@ -359,6 +434,14 @@ class RealtimeSession:
             items = [self.conversation.get(e) if isinstance(e, str) else e for e in options.input]
         else:
             items = list(self.conversation)
+        run = self._new_run(config, options, items)
+        self._active = run
+        self.last_run = run
+        self._active_task = asyncio.ensure_future(self._run_response(run))
+
+    def _new_run(
+        self, config: SessionConfig, options: cmd.ResponseOptions, items: list[Item]
+    ) -> ResponseRun:
         record = ResponseRecord(
             metadata=options.metadata,
             audio_output=config.audio_output,
@@ -368,7 +451,7 @@ class RealtimeSession:
             max_output_tokens=config.max_output_tokens,
             conversation_id=None if options.out_of_band else self.conversation_id,
         )
-        run = ResponseRun(
+        return ResponseRun(
             record=record,
             config=config,
             input_items=items,
@@ -384,22 +467,25 @@ class RealtimeSession:
             audio_output=self.audio_output,
             on_function_call=self.server_tools.start,
         )
-        self._active = run
-        self.last_run = run
-        self._active_task = asyncio.ensure_future(self._run_response(run))
 
-    async def _run_response(self, run: ResponseRun) -> None:
+    async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
         try:
             await run.run()
+            if held is not None:
+                await held.released.wait()  # a speculative reply that finished while held
         finally:
-            if self._active is run:
-                self._active = None
-                self._active_task = None
-            calls = self.server_tools.started(run.record.output)
-            if calls:
-                self._spawn(self._finish_server_tools(run, calls))
-            else:
-                self._start_idle_timer()
+            if held is None or held.released.is_set():
+                self._after_response(run)
+
+    def _after_response(self, run: ResponseRun) -> None:
+        if self._active is run:
+            self._active = None
+            self._active_task = None
+        calls = self.server_tools.started(run.record.output)
+        if calls:
+            self._spawn(self._finish_server_tools(run, calls))
+        else:
+            self._start_idle_timer()
 
     async def _finish_server_tools(self, run: ResponseRun, calls: list[Item]) -> None:
         for call in calls:
@@ -464,10 +550,11 @@ class RealtimeSession:
 
     async def _idle(self, timeout_ms: int) -> None:
         await asyncio.sleep(timeout_ms / 1000)
-        if self._active is not None or (self.turns and self.turns.state == "speaking"):
+        detector, buffer = self.user.detector, self.user.buffer
+        if self._active is not None or (detector is not None and detector.state == "speaking"):
             return
-        start_ms = max(self.buffer.start_ms, self.buffer.end_ms - timeout_ms)
-        end_ms = self.buffer.end_ms
+        start_ms = max(buffer.start_ms, buffer.end_ms - timeout_ms)
+        end_ms = buffer.end_ms
         item_id = new_id("item")
         self.emit(self.events.timeout_triggered(start_ms, end_ms, item_id))
         self._idle_task = None

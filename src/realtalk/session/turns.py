@@ -20,8 +20,25 @@ MIN_SPEECH_MS = 64
 HYSTERESIS = 0.15
 """Speech ends below ``threshold - HYSTERESIS``: word gaps dip but do not end a turn."""
 
-# semantic_vad has no semantic model here yet: its eagerness picks a silence window.
-SEMANTIC_SILENCE_MS = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
+SEMANTIC_CHECK_MS = 192
+"""semantic_vad: ask the end-of-turn model once the speaker has paused this long, and again
+after each further ``SEMANTIC_CHECK_MS`` of silence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Eagerness:
+    complete_above: float
+    """The end-of-turn model's probability above which the turn is over."""
+    longest_silence_ms: int
+    """The turn ends after this much silence whatever the model says."""
+
+
+EAGERNESS = {
+    "high": Eagerness(0.3, 600),
+    "auto": Eagerness(0.5, 1000),
+    "medium": Eagerness(0.5, 1000),
+    "low": Eagerness(0.7, 2000),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +67,14 @@ class Pause:
     kind: Literal["pause"] = "pause"
 
 
-TurnEvent = SpeechStarted | SpeechStopped | Pause
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech came back during a pause: the turn goes on, and early work for it is stale."""
+
+    kind: Literal["speech_resumed"] = "speech_resumed"
+
+
+TurnEvent = SpeechStarted | SpeechStopped | Pause | SpeechResumed
 
 
 class TurnDetector:
@@ -65,8 +89,10 @@ class TurnDetector:
     def configure(self, config: TurnDetection) -> None:
         self.threshold = config.threshold
         self.prefix_padding_ms = config.prefix_padding_ms
+        self.eagerness: Eagerness | None = None
         if config.type == "semantic_vad":
-            self.silence_duration_ms = SEMANTIC_SILENCE_MS[config.eagerness]
+            self.eagerness = EAGERNESS[config.eagerness]
+            self.silence_duration_ms = self.eagerness.longest_silence_ms
         else:
             self.silence_duration_ms = config.silence_duration_ms
 
@@ -101,5 +127,21 @@ class TurnDetector:
                 self._speech_run_ms = 0
                 return SpeechStopped(frame_end_ms, self._speech_end_ms)
             return Pause(self._speech_end_ms, self._silence_ms)
-        self._silence_ms = 0
+        if self._silence_ms:
+            self._silence_ms = 0
+            return SpeechResumed()
         return None
+
+    def paused_at(self) -> int | None:
+        """Where the voice stopped, while the speaker is pausing (else None)."""
+        if self.state == "speaking" and self._silence_ms:
+            return self._speech_end_ms
+        return None
+
+    def end(self, frame_end_ms: int) -> SpeechStopped | None:
+        """End the turn now (the end-of-turn model says it is complete), if still paused."""
+        if self.paused_at() is None:
+            return None
+        self._set_state("quiet")
+        self._speech_run_ms = 0
+        return SpeechStopped(frame_end_ms, self._speech_end_ms)

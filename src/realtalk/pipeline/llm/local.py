@@ -51,6 +51,19 @@ def _weight_repacking(enabled: bool) -> Iterator[None]:
         llama_lib.llama_model_default_params = original
 
 
+def repacking_is_safe(cpuinfo: str | None = None) -> bool:
+    """Repacked weights speed up prompt evaluation on AVX2 CPUs; AMX is where a VM that
+    advertises it may fault, so repack only with AVX2 and without AMX."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    words = set(flags.split())
+    return "avx2" in words and not any(w.startswith("amx") for w in words)
+
+
 def local_temperature(realtime_temperature: float) -> float:
     """OpenAI's Realtime range 0.6–1.2 → 0.0–0.6: a 0.5B model at 0.8 rambles and garbles
     tool calls, so the scale is shifted down (0.8 → 0.2)."""
@@ -59,9 +72,16 @@ def local_temperature(realtime_temperature: float) -> float:
 
 class LlamaLLM:
     def __init__(
-        self, model_path: Path, *, n_ctx: int = 4096, threads: int = 2, repack: bool = False
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 4096,
+        threads: int = 2,
+        repack: bool | None = None,
     ) -> None:
-        with _weight_repacking(repack):
+        """``repack=None`` decides from the CPU (:func:`repacking_is_safe`)."""
+        self.repack = repacking_is_safe() if repack is None else repack
+        with _weight_repacking(self.repack):
             self.llama = Llama(
                 model_path=str(model_path),
                 n_ctx=n_ctx,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +23,44 @@ class PiperTTS:
         self.sample_rate = int(self.voice.config.sample_rate)
         self._lock = threading.Lock()
 
-    def speak(self, text: str, speed: float = 1.0) -> Int16Array:
-        """Blocking synthesis (the event loop uses :meth:`synthesize`)."""
+    def _chunks(self, text: str, speed: float) -> Iterator[Int16Array]:
         # OpenAI's speed 0.25–1.5 (1 = normal) maps to Piper's length_scale (< 1 = faster).
         config = SynthesisConfig(length_scale=1.0 / speed, volume=0.8, normalize_audio=True)
+        for chunk in self.voice.synthesize(text, syn_config=config):  # one per sentence
+            yield chunk.audio_int16_array.astype(np.int16, copy=False)
+
+    def speak(self, text: str, speed: float = 1.0) -> Int16Array:
+        """Blocking synthesis of the whole text."""
         with self._lock:
-            chunks = [
-                chunk.audio_int16_array for chunk in self.voice.synthesize(text, syn_config=config)
-            ]
+            chunks = list(self._chunks(text, speed))
         if not chunks:
             return np.zeros(0, dtype=np.int16)
-        return np.concatenate(chunks).astype(np.int16, copy=False)
+        return np.concatenate(chunks)
 
-    async def synthesize(self, text: str, *, speed: float = 1.0) -> Int16Array:
-        """Speech for ``text`` (a sentence or clause) at ``sample_rate``, int16 mono."""
-        return await asyncio.to_thread(self.speak, text, speed)
+    async def stream(self, text: str, *, speed: float = 1.0) -> AsyncIterator[Int16Array]:
+        """Speech for ``text``, each sentence as soon as Piper has made it."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Int16Array | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                with self._lock:
+                    for chunk in self._chunks(text, speed):
+                        if stop.is_set():
+                            break
+                        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except BaseException as exc:  # handed to the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await worker

@@ -1,0 +1,120 @@
+"""Speculative replies on scripted timelines: a reply started during the silence window is
+kept only when the turn ends on the same speech, and then looks exactly like one started at
+the commit; when speech resumes, nothing of it is ever sent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from realtalk.session.session import RealtimeSession
+from tests.realtime_helpers import silence, tone
+from tests.scripted import ScriptedLLM, ScriptedSTT, text
+from tests.test_session_timeline import Client, make_session, types
+
+__all__ = ["make_session"]  # the fixture, shared with the timeline tests
+
+REPLY = [text("It is"), text(" noon in Paris,"), text(" and sunny.")]
+
+
+async def speak_then_wait(client: Client, silence_ms: int, *, real_time: bool) -> None:
+    """Speech, then silence fed in 32 ms steps; with ``real_time`` each step waits a little,
+    as audio from a microphone would, so work started in the silence window can run."""
+    await client.audio(np.concatenate([silence(300), tone(700)]))
+    for _ in range(silence_ms // 32 + 1):
+        await client.audio(silence(32), chunk_ms=32)
+        if real_time:
+            await asyncio.sleep(0.005)
+
+
+def speculated(client: Client) -> bool:
+    run = client.session.last_run
+    return run is not None and run.speculative
+
+
+async def one_turn(make: Any, speculate: bool) -> tuple[list[dict[str, Any]], Client]:
+    llm = ScriptedLLM([list(REPLY)])
+    client = make("ga", llm=llm, stt=ScriptedSTT(["what time is it in Paris"]))
+    session: RealtimeSession = client.session
+    session.speculate_replies = speculate
+    client.drain()
+    await speak_then_wait(client, 600, real_time=True)
+    events = await client.until("response.done")
+    events += await client.until("rate_limits.updated")
+    return events, client
+
+
+async def test_kept_speculative_reply_is_indistinguishable(make_session: Any) -> None:
+    held, spec_client = await one_turn(make_session, speculate=True)
+    live, live_client = await one_turn(make_session, speculate=False)
+    assert speculated(spec_client) and not speculated(live_client)
+    assert types(held) == types(live)
+    for events in (held, live):
+        done = events[-2]["response"]
+        assert done["status"] == "completed"
+        assert done["output"][0]["content"][0]["transcript"] == "It is noon in Paris, and sunny."
+    # The same prompt reached the model.
+    prompts = [c.session.last_run.request for c in (spec_client, live_client)]  # type: ignore[union-attr]
+    assert prompts[0] == prompts[1]
+    # Ids in the held events refer to the committed item, in the conversation's order.
+    committed = next(e for e in held if e["type"] == "input_audio_buffer.committed")
+    added = [e for e in held if e["type"] == "conversation.item.added"]
+    assert added[1]["previous_item_id"] == committed["item_id"]
+    items = list(spec_client.session.conversation)
+    assert [i.role for i in items] == ["user", "assistant"]
+
+
+async def test_resumed_speech_drops_the_held_reply_silently(make_session: Any) -> None:
+    llm = ScriptedLLM([[text("Half a thought.")], list(REPLY)])
+    stt = ScriptedSTT(["what time", "what time is it in Paris"])
+    client = make_session("ga", llm=llm, stt=stt)
+    client.drain()
+    await client.audio(np.concatenate([silence(300), tone(700)]))
+    for _ in range(12):  # ~380 ms of pause: the speculative reply starts
+        await client.audio(silence(32), chunk_ms=32)
+        await asyncio.sleep(0.005)
+    assert len(llm.requests) == 1  # the speculative reply is running …
+    assert not [e for e in client.drain() if not e["type"].startswith("input_audio_buffer")]
+    await client.audio(tone(600))  # … and the user goes on
+    for _ in range(20):
+        await client.audio(silence(32), chunk_ms=32)
+        await asyncio.sleep(0.005)
+    events = await client.until("response.done")
+    order = types(client.seen)
+    assert order.count("response.created") == 1
+    assert order.count("input_audio_buffer.speech_started") == 1
+    assert "Half a thought." not in str(client.seen)
+    assert events[-1]["response"]["output"][0]["content"][0]["transcript"] == (
+        "It is noon in Paris, and sunny."
+    )
+    user = next(
+        e
+        for e in client.seen
+        if e["type"] == "conversation.item.input_audio_transcription.completed"
+    )
+    assert user["transcript"] == "what time is it in Paris"
+
+
+async def test_a_change_before_the_commit_means_a_fresh_reply(make_session: Any) -> None:
+    llm = ScriptedLLM([[text("Stale.")], list(REPLY)])
+    client = make_session("ga", llm=llm, stt=ScriptedSTT(["what time is it in Paris"]))
+    client.drain()
+    await client.audio(np.concatenate([silence(300), tone(700)]))
+    for _ in range(12):
+        await client.audio(silence(32), chunk_ms=32)
+        await asyncio.sleep(0.005)
+    assert len(llm.requests) == 1
+    await client.send(
+        {"type": "session.update", "session": {"type": "realtime", "instructions": "Be terse."}}
+    )
+    for _ in range(12):
+        await client.audio(silence(32), chunk_ms=32)
+        await asyncio.sleep(0.005)
+    events = await client.until("response.done")
+    assert not speculated(client)
+    assert "Stale." not in str(client.seen)
+    assert len(llm.requests) == 2
+    assert llm.requests[1].messages[0]["content"] == "Be terse."
+    assert events[-1]["response"]["status"] == "completed"
