@@ -12,7 +12,13 @@ from realtalk.pipeline import weights
 
 
 def _default_model_ids(settings: Settings) -> list[str]:
-    chosen = ["silero-vad", settings.stt_model, settings.llm_model, settings.tts_voice]
+    chosen = [
+        "silero-vad",
+        settings.stt_model,
+        settings.end_of_turn_model,
+        settings.llm_model,
+        settings.tts_voice,
+    ]
     return [spec.id for spec in (weights.lookup(c) for c in chosen) if spec is not None]
 
 

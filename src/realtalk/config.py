@@ -76,14 +76,20 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=_default_model_dir)
     data_dir: Path = Field(default_factory=_default_data_dir)
     stt_model: str = "whisper-base"
+    stt_window: Literal["fit", "full"] = "fit"
+    """``fit``: Whisper's encoder sees the utterance + 2 s (≥ 5 s), not a 30 s window."""
+    end_of_turn_model: str = "smart-turn-v3.2"
+    """semantic_vad's end-of-turn model (a catalog id or an ONNX path); ``none`` to go without
+    (semantic_vad then ends turns on its eagerness's longest silence)."""
     llm_model: str = "qwen2.5-0.5b"
     """A catalog id or GGUF path; with ``llm_base_url``, the remote model's name."""
     llm_base_url: str | None = None
     """An OpenAI-compatible Chat Completions endpoint (vLLM, Ollama…) instead of the local LLM."""
     llm_api_key: SecretStr | None = None
     llm_context_tokens: int = Field(default=4096, ge=512, le=131_072)
-    llm_repack: bool = False
-    """Let llama.cpp repack weights (AMX/CPU repack); off by default, as some VMs fault on AMX."""
+    llm_repack: bool | None = None
+    """Let llama.cpp repack weights into its CPU "extra buffer types". Unset: on when the CPU
+    has AVX2 and no AMX (some VMs advertise AMX but fault on its instructions)."""
     threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1, le=64)
     tts_voice: str = "joe"
     ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)

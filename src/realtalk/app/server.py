@@ -65,6 +65,8 @@ def model_choice(settings: Settings) -> ModelChoice:
     return ModelChoice(
         model_dir=settings.model_dir,
         stt=settings.stt_model,
+        stt_window=settings.stt_window,
+        end_of_turn=None if settings.end_of_turn_model == "none" else settings.end_of_turn_model,
         llm=settings.llm_model,
         tts=settings.tts_voice,
         llm_base_url=settings.llm_base_url,

