@@ -105,7 +105,14 @@ def test_resolve_model_accepts_a_users_own_file(tmp_path: Path) -> None:
 @pytest.mark.models
 @pytest.mark.parametrize(
     "model_id",
-    ["silero-vad", "whisper-base", "whisper-tiny.en", "smart-turn-v3.2", "qwen2.5-0.5b", "piper-joe"],
+    [
+        "silero-vad",
+        "whisper-base",
+        "whisper-tiny.en",
+        "smart-turn-v3.2",
+        "qwen2.5-0.5b",
+        "piper-joe",
+    ],
 )
 def test_default_models_are_prepared_from_their_packages(model_id: str) -> None:
     spec = weights.lookup(model_id)

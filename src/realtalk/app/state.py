@@ -40,9 +40,10 @@ class ServerState:
         bring their own."""
         s = self.settings
         turn: TurnDetection | None = None
-        if s.turn_detection != "none":
+        kind = s.page_turn_detection if with_tools else s.turn_detection
+        if kind != "none":
             turn = TurnDetection(
-                type=s.turn_detection,
+                type=kind,
                 threshold=s.vad_threshold,
                 prefix_padding_ms=s.vad_prefix_padding_ms,
                 silence_duration_ms=s.vad_silence_duration_ms,
