@@ -43,7 +43,7 @@ def test_page_session_from_embedded_engine(client: TestClient, settings: Setting
     }
     assert data["session"]["instructions"] == settings.instructions
     assert data["session"]["voice"] == "alloy"
-    assert data["session"]["turn_detection"]["type"] == "server_vad"
+    assert data["session"]["turn_detection"]["type"] == "semantic_vad"  # the page's default
     names = {t["name"] for t in data["session"]["tools"]}
     assert {
         "lookup_order",

@@ -3,8 +3,8 @@
 Whisper's encoder is trained on 30-second windows, and faster-whisper's ``transcribe()`` pads
 every input to one; for a 2–3 s voice turn almost all of that work is padding. With
 ``window="fit"`` the CTranslate2 model is given the log-mel of the utterance plus at least
-``FIT_PAD_S`` of zeros (``FIT_MIN_S`` in all) instead — 6–8× less work at a similar word error
-(see README, *Transcription accuracy*). Timestamps stay on (without them the decoder tends to
+``FIT_PAD_S`` of zeros (``FIT_MIN_S`` in all) instead — several times less work at a similar
+word error (see README, *Transcription accuracy*). Timestamps stay on (without them the decoder tends to
 repeat itself past the end of the speech) and segments that start after the audio has ended
 are dropped. Turns longer than ``FIT_MAX_S`` take the ordinary 30-second path.
 """
@@ -28,16 +28,24 @@ from realtalk.pipeline.stt import Segment, Transcript
 Window = Literal["fit", "full"]
 FIT_PAD_S = 2.0
 """Zeros after the utterance: the decoder needs room to see that the speech has ended."""
-FIT_MIN_S = 5.0
-"""Shortest window given to the encoder."""
+FIT_MIN_S = 10.0
+"""Shortest window given to the encoder. With 5 s, one short turn in six made the decoder
+loop on its own words, with 8 s one in twenty (measured on Piper speech with the session's
+300 ms prefix and 160 ms tail); with 10 s none of 64 did. Still a third of 30 s."""
 FIT_MAX_S = 27.0
 """Longer turns take faster-whisper's 30-second path."""
 NO_SPEECH_PROB = 0.6
 """With an average log-probability below ``LOW_LOGPROB``: silence or noise, not words."""
 LOW_LOGPROB = -1.0
+SURE_NO_SPEECH_PROB = 0.85
+"""On a fitted window Whisper is this sure only of silence (speech scores < 0.05); it would
+still say "you" there."""
 MAX_PROMPT_TOKENS = 223
 TIME_PRECISION = 0.02
 """Seconds per Whisper timestamp token."""
+TOKENS_PER_S = 6
+"""More text tokens than this a second (speech has ~3–4): the decoder ran away, and the
+turn goes the 30-second way instead."""
 
 
 class WhisperSTT:
@@ -68,6 +76,8 @@ class WhisperSTT:
         self.window: Window = window
         self._lock = threading.Lock()
         self._pending = 0
+        self.fallbacks = 0
+        """Fitted decodes that ran away and were redone on the 30-second path."""
         self._tokenizers: dict[str | None, Tokenizer] = {}
 
     def busy(self) -> bool:
@@ -89,9 +99,10 @@ class WhisperSTT:
         seconds = len(samples) / INTERNAL_RATE
         language = language or self.language
         with self._lock:
+            segments = None
             if self.window == "fit" and seconds <= FIT_MAX_S:
                 segments = self._fitted(audio, seconds, prompt, language)
-            else:
+            if segments is None:
                 segments = self._full(audio, prompt, language)
         text = "".join(s.text for s in segments).strip()
         return Transcript(text, seconds, tuple(segments))
@@ -111,7 +122,9 @@ class WhisperSTT:
 
     def _fitted(
         self, audio: np.ndarray, seconds: float, prompt: str | None, language: str | None
-    ) -> list[Segment]:
+    ) -> list[Segment] | None:
+        """The fitted window's segments, or None when the decoder ran away (hit its length
+        bound or repeats itself), for the caller to take the 30-second path."""
         pad = max(FIT_PAD_S, FIT_MIN_S - seconds)
         padded = np.concatenate([audio, np.zeros(int(pad * INTERNAL_RATE), dtype=np.float32)])
         features = self.model.feature_extractor(padded, padding=0)
@@ -125,11 +138,12 @@ class WhisperSTT:
         tokens.extend(tokenizer.sot_sequence)
         model: Any = self.model.model
         encoded = model.encode(ctranslate2.StorageView.from_array(features))
+        budget = 8 + int(seconds * TOKENS_PER_S)
         result = model.generate(
             encoded,
             [tokens],
             beam_size=1,
-            max_length=self.model.max_length,
+            max_length=min(self.model.max_length, len(tokens) + 2 * budget),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -138,9 +152,17 @@ class WhisperSTT:
         )[0]
         ids: list[int] = result.sequences_ids[0]
         average_logprob = result.scores[0] * len(ids) / (len(ids) + 1)
-        if result.no_speech_prob > NO_SPEECH_PROB and average_logprob < LOW_LOGPROB:
+        if result.no_speech_prob > SURE_NO_SPEECH_PROB or (
+            result.no_speech_prob > NO_SPEECH_PROB and average_logprob < LOW_LOGPROB
+        ):
             return []
-        return _timed_segments(ids, tokenizer, seconds)
+        segments = _timed_segments(ids, tokenizer, seconds)
+        # A decoder in a loop says the turn again (and again, until its length bound).
+        text = [t for t in ids if t < tokenizer.eot]
+        if len(text) > budget or _repeats("".join(s.text for s in segments), times=2):
+            self.fallbacks += 1
+            return None
+        return segments
 
     async def transcribe(
         self, samples: Int16Array, *, prompt: str | None = None, language: str | None = None
@@ -151,6 +173,18 @@ class WhisperSTT:
             return await asyncio.to_thread(self._run, samples, prompt, language)
         finally:
             self._pending -= 1
+
+
+def _repeats(text: str, n: int = 4, times: int = 2) -> bool:
+    """Whether some run of ``n`` words occurs ``times`` times: Whisper's loop, not speech."""
+    words = text.lower().split()
+    seen: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        seen[gram] = seen.get(gram, 0) + 1
+        if seen[gram] >= times:
+            return True
+    return False
 
 
 def _timed_segments(ids: list[int], tokenizer: Tokenizer, seconds: float) -> list[Segment]:
