@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -103,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    debug = os.environ.get("REALTALK_DEBUG", "")
+    for name in filter(None, debug.split(",")):  # e.g. REALTALK_DEBUG=realtalk.session
+        logging.getLogger(name.strip()).setLevel(logging.DEBUG)
     try:
         settings = load_settings()
     except ConfigError as exc:

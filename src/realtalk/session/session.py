@@ -255,6 +255,8 @@ class RealtimeSession:
         if pause.silence_ms >= SPECULATE_AFTER_MS:
             audio = self.user.speech(pause.speech_end_ms)
             job = self.transcriber.speculate(pause.speech_end_ms, audio)
+            if job is not None:
+                log.debug("speculative transcription at %d ms", self.user.timeline_ms)
             if job is not None and self.speculate_replies:
                 self._spawn(self._speculate_reply(pause, job))
         if self.user.check_due(pause) and self.models.end_of_turn is not None:
@@ -286,6 +288,12 @@ class RealtimeSession:
         if config is None or not config.create_response or self._active is not None:
             self._discard(speculation)
             return
+        kept = speculation is not None and basis is not None and speculation.matches(basis)
+        log.debug(
+            "turn ended at %d ms: speculative reply %s",
+            ended.audio_end_ms,
+            "kept" if kept else ("dropped" if speculation is not None else "none"),
+        )
         if speculation is not None and basis is not None and speculation.matches(basis):
             assert speculation.run is not None and speculation.task is not None
             self._active, self._active_task = speculation.run, speculation.task
@@ -344,6 +352,7 @@ class RealtimeSession:
         spec.run = run
         spec.task = asyncio.ensure_future(self._run_response(run, spec))
         self._speculation = spec
+        log.debug("speculative reply started at %d ms", self.user.timeline_ms)
 
     def _drop_speculation(self) -> None:
         speculation, self._speculation = self._speculation, None

@@ -27,10 +27,12 @@ from realtalk.session.items import Item
 log = logging.getLogger("realtalk.transcription")
 
 Spawn = Callable[[Coroutine[Any, Any, object]], "asyncio.Task[object]"]
-PARTIAL_EVERY_MS = 700
+PARTIAL_EVERY_MS = 1_000
 """Transcribe a turn in progress again after this much more audio."""
-PARTIAL_MIN_MS = 900
-"""No partial for the first moments of a turn (too little to say anything)."""
+PARTIAL_MIN_MS = 2_000
+"""No partial for a turn's first seconds: a short question is over before a partial would
+show much, and a partial still running when the speaker stops delays the transcript that
+the reply waits for (the STT stage does one job at a time)."""
 LOCK_AFTER_MS = 1_500
 """A segment that ended this long before the audio did is settled (if heard the same twice)."""
 
@@ -112,6 +114,7 @@ class InputTranscriber:
             return
         turn.partial_at_ms = audio_ms
         self.partials += 1
+        log.debug("partial transcription of %d ms", audio_ms)
         turn.partial = self._spawn(self._partial(turn, audio()))
 
     async def _partial(self, turn: TurnText, audio: Int16Array) -> None:
@@ -174,6 +177,7 @@ class InputTranscriber:
                 return None
             self._speculation[1].cancel()
         task = self._spawn(self._run_turn(self._turn, audio))
+        task.add_done_callback(lambda _: log.debug("speculative transcript ready"))
         self._speculation = (speech_end_ms, task)
         return task
 
