@@ -40,7 +40,7 @@ from realtalk.tools import ToolRegistry
 log = logging.getLogger("realtalk.session")
 
 Transport = Literal["websocket", "webrtc"]
-SPECULATE_AFTER_MS = 96
+SPECULATE_AFTER_MS = 64
 """Start transcribing (and then replying) this far into a pause, before the turn is over.
 Earlier costs more discarded work on mid-sentence pauses; later leaves less of the silence
 window to hide the models' time in."""
