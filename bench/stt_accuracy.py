@@ -3,7 +3,9 @@
 Three sources, all fixed:
 
     espeak     the SENTENCES below, synthesised at run time by espeak-ng (150 words/min)
-    piper      the same SENTENCES, spoken by the project's own Piper voice ("joe")
+    piper      the same SENTENCES, spoken by the project's own Piper voice ("joe", sampling
+               noise off so every run hears the same audio)
+    Generated clips get 300 ms of silence before and 160 ms after, as the session frames a turn.
     human      a LibriVox reading (public domain) of the opening of Dickens's "A Tale of Two
                Cities", shipped as ``moonshine_voice/assets/two_cities.wav`` in the PyPI wheel
                moonshine-voice==0.1.5 (pinned below, SHA-256 checked). The wheel ships no
@@ -23,7 +25,7 @@ so CPU s > wall s means the clip ran on more than one core). One untimed warm-up
 before each model × window.
 
 Windows (WhisperSTT's ``window``): ``full`` is faster-whisper's usual 30-second window;
-``fit`` runs the encoder on the utterance plus at least 2 s of zeros (5 s at least). A mode
+``fit`` runs the encoder on the utterance plus at least 2 s of silence (10 s at least). A mode
 the installed WhisperSTT does not offer is skipped with a message.
 
 Usage: python bench/stt_accuracy.py [--models whisper-base,whisper-tiny.en]
@@ -47,6 +49,7 @@ import wave
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soxr
@@ -54,7 +57,7 @@ import soxr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.realtime_helpers import speech, voice  # noqa: E402
+from tests.realtime_helpers import silence, speech  # noqa: E402
 
 from realtalk.pipeline import weights  # noqa: E402
 from realtalk.pipeline.stt.whisper import WhisperSTT  # noqa: E402
@@ -193,10 +196,32 @@ def normalise(text: str) -> str:
 # --- clips ----------------------------------------------------------------------------------
 
 
+def piper(text: str) -> np.ndarray:
+    """The project's Piper voice with its sampling noise off: the same audio every run."""
+    from piper import SynthesisConfig
+
+    from realtalk.pipeline.tts.piper import PiperTTS
+
+    global _PIPER
+    if _PIPER is None:
+        _PIPER = PiperTTS(weights.resolve_model(MODEL_DIR, "tts", "joe"))
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True)
+    audio = np.concatenate([c.audio_int16_array for c in _PIPER.voice.synthesize(text, config)])
+    return np.asarray(soxr.resample(audio, _PIPER.sample_rate, RATE), dtype=np.int16)
+
+
+_PIPER: Any = None
+
+
+def as_turn(samples: np.ndarray) -> np.ndarray:
+    """As the session hands a turn to STT: 300 ms of prefix before the voice, 160 ms after."""
+    return np.concatenate([silence(300, RATE), samples, silence(160, RATE)])
+
+
 def generated(source: str) -> list[Clip]:
-    make = {"espeak": lambda text: speech(text, rate=RATE), "piper": lambda t: voice(t, RATE)}
+    make = {"espeak": lambda text: speech(text, rate=RATE), "piper": piper}
     return [
-        Clip(source, f"{source}-{i:02d}", make[source](text), text)
+        Clip(source, f"{source}-{i:02d}", as_turn(make[source](text)), text)
         for i, text in enumerate(SENTENCES)
     ]
 

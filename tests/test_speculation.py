@@ -118,3 +118,24 @@ async def test_a_change_before_the_commit_means_a_fresh_reply(make_session: Any)
     assert len(llm.requests) == 2
     assert llm.requests[1].messages[0]["content"] == "Be terse."
     assert events[-1]["response"]["status"] == "completed"
+
+
+def test_the_prompt_history_is_cut_in_steps_at_a_user_message() -> None:
+    from realtalk.session.items import Item
+    from realtalk.session.responses import HISTORY_ITEMS, history
+
+    def conversation(turns: int) -> list[Item]:
+        items = []
+        for i in range(turns):
+            items.append(Item("message", id=f"u{i}", role="user"))
+            items.append(Item("message", id=f"a{i}", role="assistant"))
+        return items
+
+    assert history(conversation(20)) == conversation(20)  # 40 items: all of them
+    firsts = [history([*conversation(t), Item("message", role="user")])[0].id for t in (20, 25, 29)]
+    assert firsts == ["u10", "u10", "u10"]  # the same cut for many turns: a stable prefix
+    later = history([*conversation(30), Item("message", role="user")])
+    assert later[0].id == "u20" and len(later) <= HISTORY_ITEMS
+    calls = conversation(20)
+    calls[20] = Item("function_call_output", id="out", call_id="c")  # the cut lands on it
+    assert history([*calls, Item("message", role="user")])[0].role == "user"

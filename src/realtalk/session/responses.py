@@ -27,6 +27,23 @@ MAX_TOKENS_INF = 512
 """What ``"inf"`` means for a spoken reply from a small local model."""
 HISTORY_ITEMS = 40
 """At most this many recent items go into the prompt."""
+HISTORY_STEP = 20
+"""The oldest items leave the prompt this many at a time, not one per turn: a prompt whose
+beginning moved every turn would defeat the LLM's cached prefix and be evaluated whole (seen:
+7 s to first audio from the 20th turn of a conversation on)."""
+
+
+def history(items: list[Item]) -> list[Item]:
+    """The items the prompt shows: all of a short conversation; of a long one, the recent ones
+    from a cut that moves in steps, starting at a user message."""
+    if len(items) <= HISTORY_ITEMS:
+        return items
+    start = ((len(items) - HISTORY_ITEMS) // HISTORY_STEP + 1) * HISTORY_STEP
+    while start < len(items) - 1 and not (
+        items[start].type == "message" and items[start].role == "user"
+    ):
+        start += 1
+    return items[start:]
 
 
 class AudioOutput(Protocol):
@@ -129,7 +146,7 @@ class ResponseRun:
         messages: list[dict[str, Any]] = []
         if self.instructions:
             messages.append({"role": "system", "content": self.instructions})
-        for item in self.input_items[-HISTORY_ITEMS:]:
+        for item in history(self.input_items):
             if item.type == "message":
                 text = item.text_for_model()
                 if text:

@@ -25,7 +25,7 @@ from realtalk.session.conversation import Conversation
 from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
-from realtalk.session.speculation import Basis, HeldAudio, SpeculativeReply, fingerprint
+from realtalk.session.speculation import Basis, SpeculativeReply, fingerprint
 from realtalk.session.transcription import InputTranscriber
 from realtalk.session.user_turns import (
     Decision,
@@ -341,15 +341,7 @@ class RealtimeSession:
             content=[ContentPart("input_audio", transcript=result.text)],
         )
         run = self._new_run(self.config, cmd.ResponseOptions(), [*self.conversation, user_item])
-        run.emit = spec.emit
-        run.add_item = spec.add_item
-        run.gate = spec.gate
-        if run.audio_output is not None:
-            spec.audio = run.audio_output = HeldAudio(run.audio_output, spec.released)
-        server_tools = run.on_function_call
-        if server_tools is not None:
-            run.on_function_call = lambda item: spec.defer(lambda: server_tools(item))
-        spec.run = run
+        spec.hold(run)
         spec.task = asyncio.ensure_future(self._run_response(run, spec))
         self._speculation = spec
         log.debug("speculative reply started at %d ms", self.user.timeline_ms)

@@ -151,6 +151,20 @@ class SpeculativeReply:
         await self.released.wait()
 
     # ---- the session's side ------------------------------------------------------------
+    def hold(self, run: ResponseRun) -> None:
+        """Give ``run`` this reply's hooks instead of the session's: events, items, audio and
+        server-side tool calls are kept here until :meth:`release`."""
+        self.run = run
+        run.emit = self.emit
+        run.add_item = self.add_item
+        run.gate = self.gate
+        if run.audio_output is not None:
+            self.audio = HeldAudio(run.audio_output, self.released)
+            run.audio_output = self.audio
+        start_tool = run.on_function_call
+        if start_tool is not None:
+            run.on_function_call = lambda item: self.defer(lambda: start_tool(item))
+
     def matches(self, basis: Basis) -> bool:
         mine = self.basis
         return (
