@@ -50,3 +50,14 @@ def test_nothing_is_lost_or_duplicated() -> None:
         pieces += chunker.push(ch)
     pieces += chunker.flush()
     assert " ".join(pieces).split() == text.split()
+
+
+def test_the_reply_starts_with_voice_not_lead_in() -> None:
+    import numpy as np
+
+    from realtalk.session.responses import trim_lead_in
+
+    quiet, voice = np.full(1000, 30, np.int16), np.full(500, 5000, np.int16)
+    trimmed = trim_lead_in(np.concatenate([quiet, voice]), 22_050)
+    assert len(trimmed) == 500 + 220  # 10 ms of lead-in kept
+    assert len(trim_lead_in(quiet, 22_050)) == 1000  # all quiet: left alone

@@ -7,8 +7,11 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from realtalk.audio.pcm import WIRE_RATE, Int16Array, StreamResampler, encode_wire
 from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
@@ -31,6 +34,20 @@ HISTORY_STEP = 20
 """The oldest items leave the prompt this many at a time, not one per turn: a prompt whose
 beginning moved every turn would defeat the LLM's cached prefix and be evaluated whole (seen:
 7 s to first audio from the 20th turn of a conversation on)."""
+
+
+LEAD_IN_LEVEL = 200
+"""Below this (int16), the start of a reply's first audio is silence, not voice."""
+LEAD_IN_KEEP_MS = 10
+
+
+def trim_lead_in(pcm: Int16Array, rate: int) -> Int16Array:
+    """The reply's first audio without the quiet lead-in TTS puts before the voice (Piper:
+    30–60 ms), so the listener hears the answer that much sooner."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LEAD_IN_LEVEL)
+    if loud.size == 0:
+        return pcm
+    return pcm[max(0, int(loud[0]) - rate * LEAD_IN_KEEP_MS // 1000) :]
 
 
 def history(items: list[Item]) -> list[Item]:
@@ -100,6 +117,7 @@ class ResponseRun:
         self.request: LLMRequest | None = None
         self.cancel_reason: CancelReason | None = None
         self._audio_begun = False
+        self._t0 = time.monotonic()
         self.message: Item | None = None
         self.used_tokens = 0
         self._previous: dict[str, str | None] = {}
@@ -176,6 +194,7 @@ class ResponseRun:
 
     # ---- the run --------------------------------------------------------------------------
     async def run(self) -> None:
+        self._t0 = time.monotonic()
         self.emit(self.events.response_created(self.record))
         try:
             await self._run()
@@ -201,6 +220,7 @@ class ResponseRun:
             max_tokens=MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens,
         )
         self.request = request
+        self._mark("LLM request")
         speech: asyncio.Queue[str | None] = asyncio.Queue()
         chunker = ClauseChunker()
         usage = Usage()
@@ -228,14 +248,24 @@ class ResponseRun:
         if self.message is not None:
             self._close_message("completed")
 
+    def _mark(self, what: str) -> None:
+        """Debug timing of the reply's stages (no content)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s at %.0f ms", self.record.id, what, (time.monotonic() - self._t0) * 1000
+            )
+
     async def _on_text(
         self, text: str, chunker: ClauseChunker, speech: asyncio.Queue[str | None]
     ) -> None:
+        if self.message is None:
+            self._mark("first text")
         item = self._ensure_message()
         index = self._output_index(item)
         part = item.content[0]
         if self.config.audio_output:
             for piece in chunker.push(text):
+                self._mark("piece")
                 speech.put_nowait(piece)
         else:
             part.text = (part.text or "") + text
@@ -288,8 +318,11 @@ class ResponseRun:
             samples = 0
             text = ""
             async for pcm in self.models.tts.stream(piece, speed=self.config.speed):
+                if position_ms == 0 and samples == 0:
+                    pcm = trim_lead_in(pcm, self.models.tts.sample_rate)
                 audio = resampler.push(pcm)
                 if item is None:
+                    self._mark("piece synthesized")
                     item = self._ensure_message()
                     index = self._output_index(item)
                     part = item.content[0]

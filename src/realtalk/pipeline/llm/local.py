@@ -22,6 +22,7 @@ from llama_cpp import Llama
 
 from realtalk.pipeline.llm import Finished, LLMEvent, LLMRequest, TextDelta, ToolCall
 from realtalk.pipeline.llm.toolcalls import MalformedToolCall, may_be_call, parse_tool_calls
+from realtalk.pipeline.priority import FOREGROUND
 
 TOOL_RESULT_NUDGE = (
     "Using the tool result above, answer the user in one or two short spoken "
@@ -163,6 +164,7 @@ class LlamaLLM:
                 for chunk in chunks:
                     if stop.is_set():
                         break
+                    FOREGROUND.yield_to()  # speech about to play goes first
                     choice = chunk["choices"][0]
                     piece = choice["delta"].get("content") or ""
                     if piece:
