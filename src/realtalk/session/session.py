@@ -1,8 +1,13 @@
-"""A Realtime session: configuration, conversation, input audio, turns and responses.
+"""A Realtime session: the coordinator of configuration, conversation, user turns and responses.
 
 Transport-agnostic: a transport feeds client event text (:meth:`receive`) and, for WebRTC,
-decoded audio (:meth:`push_audio`); it drains :attr:`outbox` for server events. Every
-background task belongs to the session and ends with :meth:`aclose`.
+decoded audio (:meth:`push_audio`); it drains :attr:`outbox` for server events. The audio's
+way through a session, module by module: ``user_turns`` (input audio, VAD, turn detection and
+the end-of-turn model → typed decisions), ``transcription`` (live partials, the speculative
+and final transcripts), ``speculation`` (the reply started in the silence window, held until
+the commit), ``responses`` (one reply: LLM → chunker → TTS → events and audio). This module
+acts on the decisions: events, barge-in, commits, responses, the idle timer. Every background
+task belongs to the session and ends with :meth:`aclose`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from typing import Any, Literal, assert_never
 
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array, decode_wire
 from realtalk.pipeline.models import Models
-from realtalk.pipeline.stt import Transcript
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
@@ -25,7 +29,7 @@ from realtalk.session.conversation import Conversation
 from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
-from realtalk.session.speculation import Basis, SpeculativeReply, fingerprint
+from realtalk.session.speculation import ReplySpeculator, SpeculativeReply
 from realtalk.session.transcription import InputTranscriber
 from realtalk.session.user_turns import (
     Decision,
@@ -74,9 +78,6 @@ class RealtimeSession:
         self.conversation = Conversation()
         self.conversation_id = new_id("conv")
         self.user = UserTurns(config, models.vad.stream())
-        self.speculate_replies = True
-        """Start replies during the silence window (held until commit); off only to compare."""
-        self._speculation: SpeculativeReply | None = None
         self._active: ResponseRun | None = None
         self._active_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -85,6 +86,13 @@ class RealtimeSession:
             models.stt, self.events, self.emit, self._spawn, lambda: self.config.transcription
         )
         self.server_tools = ServerToolCalls(tools, self._spawn)
+        self.speculator = ReplySpeculator(
+            conversation=self.conversation,
+            config=lambda: self.config,
+            spawn=self._spawn,
+            may_start=self._may_speculate,
+            start=self._start_held,
+        )
         self.closed = False
         self.last_run: ResponseRun | None = None
 
@@ -104,7 +112,7 @@ class RealtimeSession:
             await settle(task)
         self._tasks.clear()
         self.transcriber.clear()
-        self._speculation = None
+        self.speculator.current = None
         self.user.close()
 
     def emit(self, event: Event | None) -> None:
@@ -118,6 +126,15 @@ class RealtimeSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    @property
+    def speculate_replies(self) -> bool:
+        """Start replies during the silence window (held until commit); off only to compare."""
+        return self.speculator.enabled
+
+    @speculate_replies.setter
+    def speculate_replies(self, enabled: bool) -> None:
+        self.speculator.enabled = enabled
 
     @property
     def active_response(self) -> ResponseRun | None:
@@ -168,7 +185,7 @@ class RealtimeSession:
                 self._commit(manual=True)
             case cmd.ClearAudio():
                 self.user.clear()
-                self._drop_speculation()
+                self.speculator.drop()
                 self.emit(self.events.cleared())
             case cmd.CreateItem():
                 self._create_item(command.item, command.previous_item_id)
@@ -231,7 +248,7 @@ class RealtimeSession:
         match decision:
             case TurnBegan():
                 self._cancel_idle_timer()
-                self._drop_speculation()
+                self.speculator.drop()
                 self.transcriber.begin_turn(decision.item_id)
                 self.emit(self.events.speech_started(decision.audio_start_ms, decision.item_id))
                 if config.interrupt_response and (
@@ -242,7 +259,7 @@ class RealtimeSession:
             case TurnPaused():
                 self._on_pause(decision)
             case TurnResumed():
-                self._drop_speculation()
+                self.speculator.drop()
             case TurnEnded():
                 self._end_turn(decision)
             case _:
@@ -257,8 +274,8 @@ class RealtimeSession:
             job = self.transcriber.speculate(pause.speech_end_ms, audio)
             if job is not None:
                 log.debug("speculative transcription at %d ms", self.user.timeline_ms)
-            if job is not None and self.speculate_replies:
-                self._spawn(self._speculate_reply(pause, job))
+            if job is not None and self.speculator.enabled:
+                self._spawn(self.speculator.start_after(pause.speech_end_ms, pause.item_id, job))
         if self.user.check_due(pause) and self.models.end_of_turn is not None:
             self._spawn(self._check_end_of_turn(pause.speech_end_ms))
 
@@ -276,7 +293,7 @@ class RealtimeSession:
         config = self.config.turn_detection
         self.emit(self.events.speech_stopped(ended.audio_end_ms, ended.item_id))
         early = self.transcriber.adopt(ended.speech_end_ms)
-        basis = self._basis(ended.speech_end_ms, ended.item_id, early)
+        basis = self.speculator.basis(ended.speech_end_ms, ended.item_id, early)
         self._commit(
             manual=False,
             item_id=ended.item_id,
@@ -284,17 +301,12 @@ class RealtimeSession:
             end_ms=ended.audio_end_ms,
             early=early,
         )
-        speculation, self._speculation = self._speculation, None
         if config is None or not config.create_response or self._active is not None:
-            self._discard(speculation)
+            self.speculator.drop()
             return
-        kept = speculation is not None and basis is not None and speculation.matches(basis)
-        log.debug(
-            "turn ended at %d ms: speculative reply %s",
-            ended.audio_end_ms,
-            "kept" if kept else ("dropped" if speculation is not None else "none"),
-        )
-        if speculation is not None and basis is not None and speculation.matches(basis):
+        speculation = self.speculator.take(basis)
+        log.debug("turn ended at %d ms", ended.audio_end_ms)
+        if speculation is not None:
             assert speculation.run is not None and speculation.task is not None
             self._active, self._active_task = speculation.run, speculation.task
             self.last_run = speculation.run
@@ -302,59 +314,25 @@ class RealtimeSession:
             # After the transcription job's events, as a reply started now would come.
             self._spawn(speculation.release(self.emit))
             return
-        self._discard(speculation)
         self._create_response(cmd.ResponseOptions())
 
     # ---- speculative replies ------------------------------------------------------------
-    def _basis(
-        self, speech_end_ms: int, item_id: str, job: asyncio.Task[object] | None
-    ) -> Basis | None:
-        if job is None:
-            return None
-        return Basis(speech_end_ms, item_id, job, self.config, fingerprint(list(self.conversation)))
-
-    async def _speculate_reply(self, pause: TurnPaused, job: asyncio.Task[object]) -> None:
-        """Once the speculative transcript is ready, start the reply a commit would start."""
-        try:
-            result = await asyncio.shield(job)
-        except Exception:
-            return
+    def _may_speculate(self, speech_end_ms: int) -> bool:
+        """Whether a reply started now would be the one the commit starts."""
         turn = self.config.turn_detection
-        if (
-            self.closed
-            or turn is None
-            or not turn.create_response
-            or self._active is not None
-            or self._speculation is not None
-            or self.user.paused_at() != pause.speech_end_ms
-            or not isinstance(result, Transcript)
-            or not result.text
-        ):
-            return
-        basis = self._basis(pause.speech_end_ms, pause.item_id, job)
-        assert basis is not None
-        spec = SpeculativeReply(basis, self.conversation.insert)
-        user_item = Item(
-            "message",
-            id=pause.item_id,
-            role="user",
-            content=[ContentPart("input_audio", transcript=result.text)],
+        return (
+            not self.closed
+            and turn is not None
+            and turn.create_response
+            and self._active is None
+            and self.user.paused_at() == speech_end_ms
         )
-        run = self._new_run(self.config, cmd.ResponseOptions(), [*self.conversation, user_item])
+
+    def _start_held(self, spec: SpeculativeReply, items: list[Item]) -> asyncio.Task[None]:
+        run = self._new_run(self.config, cmd.ResponseOptions(), items)
         spec.hold(run)
-        spec.task = asyncio.ensure_future(self._run_response(run, spec))
-        self._speculation = spec
         log.debug("speculative reply started at %d ms", self.user.timeline_ms)
-
-    def _drop_speculation(self) -> None:
-        speculation, self._speculation = self._speculation, None
-        self._discard(speculation)
-
-    def _discard(self, speculation: SpeculativeReply | None) -> None:
-        """Cancel a speculative reply that will not be used: nothing it held is sent."""
-        if speculation is not None and speculation.task is not None:
-            speculation.task.cancel()
-            self._spawn(settle(speculation.task))
+        return asyncio.ensure_future(self._run_response(run, spec))
 
     def _commit(
         self,
@@ -376,7 +354,7 @@ class RealtimeSession:
         audio = self.user.take(start_ms, end_ms)
         if manual:
             self.user.reset()
-            self._drop_speculation()
+            self.speculator.drop()
         part = ContentPart(
             "input_audio", transcript=None, audio_ms=len(audio) * 1000 // INTERNAL_RATE
         )
@@ -553,13 +531,11 @@ class RealtimeSession:
 
     async def _idle(self, timeout_ms: int) -> None:
         await asyncio.sleep(timeout_ms / 1000)
-        detector, buffer = self.user.detector, self.user.buffer
-        if self._active is not None or (detector is not None and detector.state == "speaking"):
+        quiet = self.user.timed_out(timeout_ms) if self._active is None else None
+        if quiet is None:
             return
-        start_ms = max(buffer.start_ms, buffer.end_ms - timeout_ms)
-        end_ms = buffer.end_ms
-        item_id = new_id("item")
-        self.emit(self.events.timeout_triggered(start_ms, end_ms, item_id))
+        start, end = quiet.audio_start_ms, quiet.audio_end_ms
+        self.emit(self.events.timeout_triggered(start, end, quiet.item_id))
         self._idle_task = None
-        self._commit(manual=False, item_id=item_id, start_ms=start_ms, end_ms=end_ms)
+        self._commit(manual=False, item_id=quiet.item_id, start_ms=start, end_ms=end)
         self._create_response(cmd.ResponseOptions())

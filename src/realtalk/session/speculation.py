@@ -15,15 +15,18 @@ cancelled and everything held is dropped: no event leaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from realtalk.audio.pcm import Int16Array
+from realtalk.pipeline.stt import Transcript
 from realtalk.protocol.server_events import Event
 from realtalk.session.config import SessionConfig
-from realtalk.session.items import Item
+from realtalk.session.conversation import Conversation
+from realtalk.session.items import ContentPart, Item
 
 if TYPE_CHECKING:
     from realtalk.session.responses import AudioOutput, ResponseRun
@@ -188,3 +191,92 @@ class SpeculativeReply:
             await self.audio.replay()
         self.released.set()
         log.debug("speculative reply kept (%d events held)", len(events))
+
+
+class ReplySpeculator:
+    """The session's speculative reply: started when a pause's transcript is ready, kept or
+    dropped when the turn ends."""
+
+    def __init__(
+        self,
+        *,
+        conversation: Conversation,
+        config: Callable[[], SessionConfig],
+        spawn: Callable[[Coroutine[Any, Any, object]], asyncio.Task[object]],
+        may_start: Callable[[int], bool],
+        start: Callable[[SpeculativeReply, list[Item]], asyncio.Task[None]],
+    ) -> None:
+        self._conversation = conversation
+        self._config = config
+        self._spawn = spawn
+        self._may_start = may_start
+        self._start = start
+        self.enabled = True
+        self.current: SpeculativeReply | None = None
+
+    def basis(
+        self, speech_end_ms: int, item_id: str, job: asyncio.Task[object] | None
+    ) -> Basis | None:
+        """What a reply for this turn is computed from (None without a transcript job)."""
+        if job is None:
+            return None
+        return Basis(
+            speech_end_ms, item_id, job, self._config(), fingerprint(list(self._conversation))
+        )
+
+    async def start_after(
+        self, speech_end_ms: int, item_id: str, job: asyncio.Task[object]
+    ) -> None:
+        """Once the speculative transcript is ready, start the reply a commit would start."""
+        try:
+            result = await asyncio.shield(job)
+        except Exception:  # the commit reports a failed transcription
+            return
+        if (
+            self.current is not None
+            or not self._may_start(speech_end_ms)
+            or not isinstance(result, Transcript)
+            or not result.text
+        ):
+            return
+        basis = self.basis(speech_end_ms, item_id, job)
+        assert basis is not None
+        user_item = Item(
+            "message",
+            id=item_id,
+            role="user",
+            content=[ContentPart("input_audio", transcript=result.text)],
+        )
+        spec = SpeculativeReply(basis, self._conversation.insert)
+        self.current = spec
+        spec.task = self._start(spec, [*self._conversation, user_item])
+
+    def _insert(self, item: Item) -> str | None:
+        insert: Callable[[Item], str | None] = self._conversation.insert
+        return insert(item)
+
+    def take(self, basis: Basis | None) -> SpeculativeReply | None:
+        """The held reply if it was computed from exactly ``basis``; else it is dropped."""
+        spec, self.current = self.current, None
+        if spec is not None and basis is not None and spec.matches(basis):
+            log.debug("speculative reply kept")
+            return spec
+        if spec is not None:
+            log.debug("speculative reply dropped: its basis changed")
+        self._discard(spec)
+        return None
+
+    def drop(self) -> None:
+        spec, self.current = self.current, None
+        self._discard(spec)
+
+    def _discard(self, spec: SpeculativeReply | None) -> None:
+        """Cancel a reply that will not be used: nothing it held is ever sent."""
+        if spec is not None and spec.task is not None:
+            spec.task.cancel()
+            self._spawn(_settle(spec.task))
+
+
+async def _settle(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -63,6 +63,16 @@ class TurnEnded:
     kind: Literal["ended"] = "ended"
 
 
+@dataclass(frozen=True, slots=True)
+class TurnTimedOut:
+    """``idle_timeout_ms`` of quiet after a reply: the quiet becomes the user's turn."""
+
+    item_id: str
+    audio_start_ms: int
+    audio_end_ms: int
+    kind: Literal["timed_out"] = "timed_out"
+
+
 Decision = TurnBegan | TurnPaused | TurnResumed | TurnEnded
 
 
@@ -174,6 +184,14 @@ class UserTurns:
 
     def paused_at(self) -> int | None:
         return self.detector.paused_at() if self.detector is not None else None
+
+    def timed_out(self, timeout_ms: int) -> TurnTimedOut | None:
+        """The idle timer ran out: the last ``timeout_ms`` of audio as a turn, unless the
+        user is speaking."""
+        if self.detector is not None and self.detector.state == "speaking":
+            return None
+        end_ms = self.buffer.end_ms
+        return TurnTimedOut(new_id("item"), max(self.buffer.start_ms, end_ms - timeout_ms), end_ms)
 
     # ---- the buffer --------------------------------------------------------------------------
     def speech(self, speech_end_ms: int) -> Int16Array:
