@@ -139,3 +139,19 @@ def test_the_prompt_history_is_cut_in_steps_at_a_user_message() -> None:
     calls = conversation(20)
     calls[20] = Item("function_call_output", id="out", call_id="c")  # the cut lands on it
     assert history([*calls, Item("message", role="user")])[0].role == "user"
+
+
+async def test_closing_during_a_held_reply_leaves_nothing_behind(make_session: Any) -> None:
+    llm = ScriptedLLM([[text("Held"), text(" until the commit,"), text(" which never comes.")]])
+    client = make_session("ga", llm=llm, stt=ScriptedSTT(["what time is it"]))
+    client.drain()
+    await client.audio(np.concatenate([silence(300), tone(700)]))
+    for _ in range(12):
+        await client.audio(silence(32), chunk_ms=32)
+        await asyncio.sleep(0.005)
+    session: RealtimeSession = client.session
+    held = session.speculator.current
+    assert held is not None and held.task is not None and not held.task.done()
+    await session.aclose()
+    assert held.task.done()
+    assert not [e for e in client.drain() if e["type"].startswith("response.")]

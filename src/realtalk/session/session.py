@@ -105,14 +105,16 @@ class RealtimeSession:
     async def aclose(self) -> None:
         """Stop every task this session owns and free its per-session state."""
         self.closed = True
-        tasks = [t for t in (*self._tasks, self._active_task, self._idle_task) if t is not None]
+        held, self.speculator.current = self.speculator.current, None
+        held_task = held.task if held is not None else None
+        owned = (*self._tasks, self._active_task, self._idle_task, held_task)
+        tasks = [t for t in owned if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             await settle(task)
         self._tasks.clear()
         self.transcriber.clear()
-        self.speculator.current = None
         self.user.close()
 
     def emit(self, event: Event | None) -> None:
