@@ -49,7 +49,6 @@ import wave
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soxr
@@ -57,13 +56,13 @@ import soxr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.realtime_helpers import silence, speech  # noqa: E402
+from tests.conftest import MODEL_DIR  # noqa: E402
+from tests.realtime_helpers import silence, speech, voice  # noqa: E402
 
 from realtalk.pipeline import weights  # noqa: E402
 from realtalk.pipeline.stt.whisper import WhisperSTT  # noqa: E402
 
 RATE = 16_000
-MODEL_DIR = Path(os.environ.get("REALTALK_MODEL_DIR") or Path.home() / ".cache/realtalk/models")
 CACHE = Path.home() / ".cache/realtalk/bench"
 
 # Typical voice-agent requests, about 1 to 8 seconds spoken. Numbers are written as words
@@ -196,30 +195,16 @@ def normalise(text: str) -> str:
 # --- clips ----------------------------------------------------------------------------------
 
 
-def piper(text: str) -> np.ndarray:
-    """The project's Piper voice with its sampling noise off: the same audio every run."""
-    from piper import SynthesisConfig
-
-    from realtalk.pipeline.tts.piper import PiperTTS
-
-    global _PIPER
-    if _PIPER is None:
-        _PIPER = PiperTTS(weights.resolve_model(MODEL_DIR, "tts", "joe"))
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True)
-    audio = np.concatenate([c.audio_int16_array for c in _PIPER.voice.synthesize(text, config)])
-    return np.asarray(soxr.resample(audio, _PIPER.sample_rate, RATE), dtype=np.int16)
-
-
-_PIPER: Any = None
-
-
 def as_turn(samples: np.ndarray) -> np.ndarray:
     """As the session hands a turn to STT: 300 ms of prefix before the voice, 160 ms after."""
     return np.concatenate([silence(300, RATE), samples, silence(160, RATE)])
 
 
 def generated(source: str) -> list[Clip]:
-    make = {"espeak": lambda text: speech(text, rate=RATE), "piper": piper}
+    make = {
+        "espeak": lambda text: speech(text, rate=RATE),
+        "piper": lambda t: voice(t, RATE, steady=True),
+    }
     return [
         Clip(source, f"{source}-{i:02d}", as_turn(make[source](text)), text)
         for i, text in enumerate(SENTENCES)

@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import MODEL_DIR  # noqa: E402
 from tests.realtime_helpers import silence, voice  # noqa: E402
 from tests.rtc_client import RtcClient  # noqa: E402
 
@@ -106,8 +107,7 @@ def reference_figure() -> str:
     from realtalk.pipeline import weights
     from realtalk.pipeline.stt.whisper import WhisperSTT
 
-    model_dir = Path(os.environ.get("REALTALK_MODEL_DIR", Path.home() / ".cache/realtalk/models"))
-    stt = WhisperSTT(weights.resolve_model(model_dir, "stt", "whisper-base"), window="full")
+    stt = WhisperSTT(weights.resolve_model(MODEL_DIR, "stt", "whisper-base"), window="full")
     clip = voice("Could you please tell me where the nearest train station is?", 16_000)
     clip = np.concatenate([clip, silence(3500, 16_000)])[: 16_000 * 7 // 2]
     times = []

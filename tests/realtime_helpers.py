@@ -88,15 +88,23 @@ def words(text: str) -> set[str]:
 _PIPER: Any = None
 
 
-def voice(text: str, rate: int = 24_000) -> np.ndarray:
+def voice(text: str, rate: int = 24_000, *, steady: bool = False) -> np.ndarray:
     """``text`` spoken by the project's own Piper voice (more natural than espeak-ng, so it
-    survives a browser's audio processing and Opus), as int16 mono at ``rate``."""
+    survives a browser's audio processing and Opus), as int16 mono at ``rate``. ``steady``:
+    with Piper's sampling noise off, so every run hears the same audio."""
     global _PIPER
+    from piper import SynthesisConfig
+
     from realtalk.pipeline import weights
     from realtalk.pipeline.tts.piper import PiperTTS
     from tests.conftest import MODEL_DIR
 
     if _PIPER is None:
         _PIPER = PiperTTS(weights.resolve_model(MODEL_DIR, "tts", "joe"))
-    samples = _PIPER.speak(text)
+    if steady:
+        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True)
+        chunks = [c.audio_int16_array for c in _PIPER.voice.synthesize(text, config)]
+        samples = np.concatenate(chunks)
+    else:
+        samples = _PIPER.speak(text)
     return np.asarray(soxr.resample(samples, _PIPER.sample_rate, rate), dtype=np.int16)

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soxr
 
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array
 from realtalk.pipeline import weights
 from realtalk.pipeline.turn.smart_turn import WINDOW_SAMPLES, SmartTurn
 from realtalk.pipeline.weights import Artifact, ModelSpec, WheelFile
 from tests.conftest import MODEL_DIR
-from tests.realtime_helpers import silence
+from tests.realtime_helpers import silence, voice
 
 MEMBER = "carrier/data/model.onnx"
 TRAILING_SILENCE_MS = 200
@@ -144,17 +143,10 @@ def smart_turn() -> SmartTurn:
 def say() -> Callable[[str], Int16Array]:
     """``text`` as the user's turn: Piper without sampling noise, at 16 kHz, then the short
     trailing silence the turn detector has heard when it asks."""
-    from piper import SynthesisConfig
-
-    from realtalk.pipeline.tts.piper import PiperTTS
-
-    tts = PiperTTS(weights.resolve_model(MODEL_DIR, "tts", "joe"))
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True)
 
     @functools.cache
     def turn(text: str) -> Int16Array:
-        audio = np.concatenate([c.audio_int16_array for c in tts.voice.synthesize(text, config)])
-        samples = np.asarray(soxr.resample(audio, tts.sample_rate, INTERNAL_RATE), np.int16)
+        samples = voice(text, INTERNAL_RATE, steady=True)
         return np.concatenate([samples, silence(TRAILING_SILENCE_MS, INTERNAL_RATE)])
 
     return turn

@@ -19,14 +19,16 @@ __all__ = ["make_session"]  # the fixture, shared with the timeline tests
 REPLY = [text("It is"), text(" noon in Paris,"), text(" and sunny.")]
 
 
-async def speak_then_wait(client: Client, silence_ms: int, *, real_time: bool) -> None:
-    """Speech, then silence fed in 32 ms steps; with ``real_time`` each step waits a little,
-    as audio from a microphone would, so work started in the silence window can run."""
+async def speak(client: Client) -> None:
     await client.audio(np.concatenate([silence(300), tone(700)]))
-    for _ in range(silence_ms // 32 + 1):
+
+
+async def pause(client: Client, frames: int) -> None:
+    """Silence in ``frames`` steps of 32 ms, each waiting a little as audio from a microphone
+    would, so work started in the silence window can run."""
+    for _ in range(frames):
         await client.audio(silence(32), chunk_ms=32)
-        if real_time:
-            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)
 
 
 def speculated(client: Client) -> bool:
@@ -40,7 +42,8 @@ async def one_turn(make: Any, speculate: bool) -> tuple[list[dict[str, Any]], Cl
     session: RealtimeSession = client.session
     session.speculate_replies = speculate
     client.drain()
-    await speak_then_wait(client, 600, real_time=True)
+    await speak(client)
+    await pause(client, 600 // 32 + 1)
     events = await client.until("response.done")
     events += await client.until("rate_limits.updated")
     return events, client
@@ -71,16 +74,12 @@ async def test_resumed_speech_drops_the_held_reply_silently(make_session: Any) -
     stt = ScriptedSTT(["what time", "what time is it in Paris"])
     client = make_session("ga", llm=llm, stt=stt)
     client.drain()
-    await client.audio(np.concatenate([silence(300), tone(700)]))
-    for _ in range(12):  # ~380 ms of pause: the speculative reply starts
-        await client.audio(silence(32), chunk_ms=32)
-        await asyncio.sleep(0.005)
+    await speak(client)
+    await pause(client, 12)  # ~380 ms of pause: the speculative reply starts
     assert len(llm.requests) == 1  # the speculative reply is running …
     assert not [e for e in client.drain() if not e["type"].startswith("input_audio_buffer")]
     await client.audio(tone(600))  # … and the user goes on
-    for _ in range(20):
-        await client.audio(silence(32), chunk_ms=32)
-        await asyncio.sleep(0.005)
+    await pause(client, 20)
     events = await client.until("response.done")
     order = types(client.seen)
     assert order.count("response.created") == 1
@@ -101,17 +100,13 @@ async def test_a_change_before_the_commit_means_a_fresh_reply(make_session: Any)
     llm = ScriptedLLM([[text("Stale.")], list(REPLY)])
     client = make_session("ga", llm=llm, stt=ScriptedSTT(["what time is it in Paris"]))
     client.drain()
-    await client.audio(np.concatenate([silence(300), tone(700)]))
-    for _ in range(12):
-        await client.audio(silence(32), chunk_ms=32)
-        await asyncio.sleep(0.005)
+    await speak(client)
+    await pause(client, 12)
     assert len(llm.requests) == 1
     await client.send(
         {"type": "session.update", "session": {"type": "realtime", "instructions": "Be terse."}}
     )
-    for _ in range(12):
-        await client.audio(silence(32), chunk_ms=32)
-        await asyncio.sleep(0.005)
+    await pause(client, 12)
     events = await client.until("response.done")
     assert not speculated(client)
     assert "Stale." not in str(client.seen)
@@ -145,10 +140,8 @@ async def test_closing_during_a_held_reply_leaves_nothing_behind(make_session: A
     llm = ScriptedLLM([[text("Held"), text(" until the commit,"), text(" which never comes.")]])
     client = make_session("ga", llm=llm, stt=ScriptedSTT(["what time is it"]))
     client.drain()
-    await client.audio(np.concatenate([silence(300), tone(700)]))
-    for _ in range(12):
-        await client.audio(silence(32), chunk_ms=32)
-        await asyncio.sleep(0.005)
+    await speak(client)
+    await pause(client, 12)
     session: RealtimeSession = client.session
     held = session.speculator.current
     assert held is not None and held.task is not None and not held.task.done()

@@ -55,20 +55,22 @@ def stt() -> WhisperSTT:
     return WhisperSTT(weights.resolve_model(MODEL_DIR, "stt", "whisper-base"))
 
 
+@pytest.fixture
+def full_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per transcription that took the 30-second path."""
+    calls: list[int] = []
+    full = WhisperSTT._full
+    monkeypatch.setattr(WhisperSTT, "_full", lambda self, *a: calls.append(1) or full(self, *a))
+    return calls
+
+
 def turn(text: str) -> np.ndarray:
     """As the session gives a turn: 300 ms before the voice, 160 ms after."""
     return np.concatenate([silence(300, 16_000), voice(text, 16_000), silence(160, 16_000)])
 
 
 @pytest.mark.models
-def test_fitted_window_transcribes_a_short_turn(
-    stt: WhisperSTT, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    full_calls: list[int] = []
-    full = WhisperSTT._full
-    monkeypatch.setattr(
-        WhisperSTT, "_full", lambda self, *a: full_calls.append(1) or full(self, *a)
-    )
+def test_fitted_window_transcribes_a_short_turn(stt: WhisperSTT, full_calls: list[int]) -> None:
     result = stt._run(turn("What is the weather like in Paris today?"), None, None)
     assert {"weather", "like", "today"} <= set(result.text.lower().strip("?").split())
     assert result.segments and result.segments[0].start < 1.0
@@ -78,13 +80,8 @@ def test_fitted_window_transcribes_a_short_turn(
 
 @pytest.mark.models
 def test_long_turns_and_runaway_decodes_take_the_30_second_path(
-    stt: WhisperSTT, monkeypatch: pytest.MonkeyPatch
+    stt: WhisperSTT, full_calls: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    full_calls: list[int] = []
-    full = WhisperSTT._full
-    monkeypatch.setattr(
-        WhisperSTT, "_full", lambda self, *a: full_calls.append(1) or full(self, *a)
-    )
     long = np.concatenate([turn("Hello there.")] + [silence(1000, 16_000)] * 28)
     assert "hello" in stt._run(long, None, None).text.lower()
     assert full_calls == [1]

@@ -194,7 +194,6 @@ class ResponseRun:
 
     # ---- the run --------------------------------------------------------------------------
     async def run(self) -> None:
-        self._t0 = time.monotonic()
         self.emit(self.events.response_created(self.record))
         try:
             await self._run()

@@ -238,9 +238,8 @@ class RealtimeSession:
             self._on_turn(decision)
         user = self.user
         if user.item_id is not None and user.speaking():
-            start = user.speech_start_ms
             self.transcriber.partial(
-                user.item_id, user.timeline_ms - start, lambda: user.buffer.view(start, None)
+                user.item_id, user.timeline_ms - user.speech_start_ms, user.recent
             )
 
     def _on_turn(self, decision: Decision) -> None:

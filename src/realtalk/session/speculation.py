@@ -15,11 +15,10 @@ cancelled and everything held is dropped: no event leaks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from realtalk.audio.pcm import Int16Array
 from realtalk.pipeline.stt import Transcript
@@ -27,9 +26,7 @@ from realtalk.protocol.server_events import Event
 from realtalk.session.config import SessionConfig
 from realtalk.session.conversation import Conversation
 from realtalk.session.items import ContentPart, Item
-
-if TYPE_CHECKING:
-    from realtalk.session.responses import AudioOutput, ResponseRun
+from realtalk.session.responses import AudioOutput, ResponseRun, settle
 
 log = logging.getLogger("realtalk.speculation")
 
@@ -168,16 +165,6 @@ class SpeculativeReply:
         if start_tool is not None:
             run.on_function_call = lambda item: self.defer(lambda: start_tool(item))
 
-    def matches(self, basis: Basis) -> bool:
-        mine = self.basis
-        return (
-            mine.speech_end_ms == basis.speech_end_ms
-            and mine.item_id == basis.item_id
-            and mine.transcript_job is basis.transcript_job
-            and mine.config == basis.config
-            and mine.conversation == basis.conversation
-        )
-
     async def release(self, emit: Callable[[Event | None], None]) -> None:
         """Play back everything held, in order, then let the reply go on live."""
         for action in self._deferred:
@@ -251,14 +238,10 @@ class ReplySpeculator:
         self.current = spec
         spec.task = self._start(spec, [*self._conversation, user_item])
 
-    def _insert(self, item: Item) -> str | None:
-        insert: Callable[[Item], str | None] = self._conversation.insert
-        return insert(item)
-
     def take(self, basis: Basis | None) -> SpeculativeReply | None:
         """The held reply if it was computed from exactly ``basis``; else it is dropped."""
         spec, self.current = self.current, None
-        if spec is not None and basis is not None and spec.matches(basis):
+        if spec is not None and spec.basis == basis:  # a Task compares by identity
             log.debug("speculative reply kept")
             return spec
         if spec is not None:
@@ -274,9 +257,4 @@ class ReplySpeculator:
         """Cancel a reply that will not be used: nothing it held is ever sent."""
         if spec is not None and spec.task is not None:
             spec.task.cancel()
-            self._spawn(_settle(spec.task))
-
-
-async def _settle(task: asyncio.Task[None]) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+            self._spawn(settle(spec.task))

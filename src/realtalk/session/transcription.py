@@ -72,8 +72,6 @@ class InputTranscriber:
         self._jobs: dict[str, asyncio.Task[object]] = {}
         self._speculation: tuple[int, asyncio.Task[object]] | None = None
         self._turn: TurnText | None = None
-        self.partials = 0
-        """Partial transcriptions run (for benchmarks)."""
         self.live_partials = True
         """Transcribe turns while they are spoken (off: only at their end)."""
 
@@ -113,7 +111,6 @@ class InputTranscriber:
         ):
             return
         turn.partial_at_ms = audio_ms
-        self.partials += 1
         log.debug("partial transcription of %d ms", audio_ms)
         turn.partial = self._spawn(self._partial(turn, audio()))
 

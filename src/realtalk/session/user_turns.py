@@ -178,9 +178,7 @@ class UserTurns:
     def speaking(self) -> bool:
         """In a turn, with the voice on (not pausing)."""
         detector = self.detector
-        return (
-            detector is not None and detector.state == "speaking" and detector.paused_at() is None
-        )
+        return detector is not None and detector.state == "speaking" and self.paused_at() is None
 
     def paused_at(self) -> int | None:
         return self.detector.paused_at() if self.detector is not None else None
@@ -199,7 +197,8 @@ class UserTurns:
         return self.buffer.view(self.speech_start_ms, speech_end_ms + SPEECH_TAIL_MS)
 
     def recent(self) -> Int16Array:
-        """The turn's audio up to now (for the end-of-turn model: speech and pause)."""
+        """The turn's audio up to now (speech and any pause: for the end-of-turn model and
+        live partial transcripts)."""
         return self.buffer.view(self.speech_start_ms, None)
 
     def take(self, start_ms: int | None, end_ms: int | None) -> Int16Array:

@@ -77,22 +77,23 @@ class WhisperSTT:
         self.window: Window = window
         self._lock = threading.Lock()
         self._pending = 0
-        self.fallbacks = 0
-        """Fitted decodes that ran away and were redone on the 30-second path."""
-        self._tokenizers: dict[str | None, Tokenizer] = {}
+        self._tokenizers: dict[str | None, tuple[Tokenizer, list[int] | None]] = {}
+        """Per language: the tokenizer and the tokens a decode must not produce."""
 
     def busy(self) -> bool:
         return self._pending > 0
 
-    def _tokenizer(self, language: str | None) -> Tokenizer:
+    def _tokenizer(self, language: str | None) -> tuple[Tokenizer, list[int] | None]:
         if language not in self._tokenizers:
             multilingual = self.model.model.is_multilingual
-            self._tokenizers[language] = Tokenizer(
+            tokenizer = Tokenizer(
                 self.model.hf_tokenizer,
                 multilingual,
                 task="transcribe",
                 language=(language or "en") if multilingual else None,
             )
+            suppressed = get_suppressed_tokens(tokenizer, (-1,))
+            self._tokenizers[language] = (tokenizer, suppressed)
         return self._tokenizers[language]
 
     def _run(self, samples: Int16Array, prompt: str | None, language: str | None) -> Transcript:
@@ -131,7 +132,7 @@ class WhisperSTT:
         features = self.model.feature_extractor(padded, padding=0)
         frames = features.shape[-1] - features.shape[-1] % 2  # the encoder halves the frames
         features = np.ascontiguousarray(features[np.newaxis, :, :frames], dtype=np.float32)
-        tokenizer = self._tokenizer(language)
+        tokenizer, suppressed = self._tokenizer(language)
         tokens: list[int] = []
         if prompt and prompt.strip():
             tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())]
@@ -148,7 +149,7 @@ class WhisperSTT:
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
+            suppress_tokens=suppressed,
             max_initial_timestamp_index=50,
         )[0]
         ids: list[int] = result.sequences_ids[0]
@@ -161,7 +162,6 @@ class WhisperSTT:
         # A decoder in a loop says the turn again (and again, until its length bound).
         text = [t for t in ids if t < tokenizer.eot]
         if len(text) > budget or _repeats("".join(s.text for s in segments), times=2):
-            self.fallbacks += 1
             return None
         return segments
 

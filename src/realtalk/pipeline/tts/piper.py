@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
-from piper import PiperVoice, SynthesisConfig
+from piper import PiperConfig, PiperVoice, SynthesisConfig
 
 from realtalk.audio.pcm import Int16Array
 from realtalk.pipeline.priority import FOREGROUND
@@ -22,15 +22,18 @@ class PiperTTS:
         config = Path(f"{voice_path}.json")
         if not config.is_file():
             raise FileNotFoundError(f"a Piper voice needs its config next to it: {config}")
-        voice = PiperVoice.load(str(voice_path), config_path=str(config))
-        # Without spinning, its threads leave the cores to the LLM's between runs (a piece
-        # synthesized while the LLM generated took 200 ms spinning, 128 ms not; 66 ms alone).
+        # Built here rather than by PiperVoice.load, which would load the model into a session
+        # of its own first. Without spinning, its threads leave the cores to the LLM's between
+        # runs (a piece synthesized while the LLM generated took 200 ms spinning, 128 ms not;
+        # 66 ms alone).
         options = onnxruntime.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(
-            str(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
+        self.voice = PiperVoice(
+            session=onnxruntime.InferenceSession(
+                str(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
+            ),
+            config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
         )
-        self.voice = dataclasses.replace(voice, session=session)
         self.sample_rate = int(self.voice.config.sample_rate)
         self._lock = threading.Lock()
 
