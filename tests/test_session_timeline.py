@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from realtalk.session.config import FunctionTool, SessionConfig, TurnDetection
+from realtalk.core.config import FunctionTool, SessionConfig, TurnDetection
 from realtalk.session.session import RealtimeSession
 from realtalk.tools import ToolRegistry, tool
 from tests.realtime_helpers import silence, tone, validate_event

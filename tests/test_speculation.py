@@ -116,7 +116,7 @@ async def test_a_change_before_the_commit_means_a_fresh_reply(make_session: Any)
 
 
 def test_the_prompt_history_is_cut_in_steps_at_a_user_message() -> None:
-    from realtalk.session.items import Item
+    from realtalk.core.items import Item
     from realtalk.session.responses import HISTORY_ITEMS, history
 
     def conversation(turns: int) -> list[Item]:

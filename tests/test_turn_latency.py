@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from realtalk.core.config import SessionConfig, TurnDetection
 from realtalk.pipeline.models import ModelChoice, Models, load_models
-from realtalk.session.config import SessionConfig, TurnDetection
 from realtalk.session.session import RealtimeSession
 from realtalk.session.turns import EAGERNESS
 from tests.conftest import MODEL_DIR

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtalk.session.config import TurnDetection
+from realtalk.core.config import TurnDetection
 from realtalk.session.turns import (
     EAGERNESS,
     Pause,

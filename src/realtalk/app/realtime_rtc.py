@@ -25,11 +25,11 @@ from starlette.datastructures import UploadFile
 from realtalk.app.engine_keys import bearer_token
 from realtalk.app.errors import HTTPError
 from realtalk.app.state import ServerState
+from realtalk.core.config import SessionConfig
+from realtalk.core.items import new_id
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.sessions import parse_session
 from realtalk.rtc.peer import BadOffer, IceServer, RealtimePeer
-from realtalk.session.config import SessionConfig
-from realtalk.session.items import new_id
 from realtalk.session.keys import KeyRejected
 from realtalk.session.session import RealtimeSession
 

@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtalk.app.state import ServerState
+from realtalk.core.config import SessionConfig
+from realtalk.core.items import new_id
 from realtalk.protocol.errors import ProtocolError
-from realtalk.session.config import SessionConfig
-from realtalk.session.items import new_id
 from realtalk.session.keys import KeyRejected
 from realtalk.session.responses import settle
 from realtalk.session.session import RealtimeSession

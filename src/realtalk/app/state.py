@@ -9,8 +9,8 @@ from typing import Any, Literal
 from fastapi import Request
 
 from realtalk.config import Settings
+from realtalk.core.config import FunctionTool, SessionConfig, Transcription, TurnDetection
 from realtalk.pipeline.models import Models
-from realtalk.session.config import FunctionTool, SessionConfig, Transcription, TurnDetection
 from realtalk.session.keys import KeyMinter
 from realtalk.tools import ToolRegistry
 

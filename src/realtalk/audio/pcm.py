@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import soxr  # type: ignore[import-untyped]
+
+from realtalk.core.formats import FORMATS, AudioFormat
 
 if sys.version_info >= (3, 13):  # audioop left the standard library in 3.13
     import audioop_lts as audioop  # pragma: no cover
@@ -18,19 +19,19 @@ else:
         warnings.simplefilter("ignore", DeprecationWarning)
         import audioop
 
-WireFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
+WireFormat = AudioFormat
 Int16Array = npt.NDArray[np.int16]
 Float32Array = npt.NDArray[np.float32]
 
-WIRE_RATE: dict[WireFormat, int] = {"pcm16": 24_000, "g711_ulaw": 8_000, "g711_alaw": 8_000}
+WIRE_RATE: dict[WireFormat, int] = {name: spec.rate for name, spec in FORMATS.items()}
 INTERNAL_RATE = 16_000
 """The rate VAD and STT work at."""
 
 
 def bytes_per_ms(fmt: WireFormat) -> float:
     """Bytes of wire audio per millisecond (mono)."""
-    width = 2 if fmt == "pcm16" else 1
-    return WIRE_RATE[fmt] * width / 1000
+    spec = FORMATS[fmt]
+    return spec.rate * spec.sample_bytes / 1000
 
 
 def decode_wire(data: bytes, fmt: WireFormat) -> Int16Array:

@@ -18,11 +18,12 @@ from openai.types.beta.realtime import realtime_client_event as beta_events
 from openai.types.realtime import realtime_client_event as ga_events
 from pydantic import BaseModel, ValidationError
 
+from realtalk.core import commands as cmd
+from realtalk.core.config import SessionConfig
+from realtalk.core.formats import BY_MEDIA_TYPE
 from realtalk.protocol import sessions
 from realtalk.protocol.errors import ProtocolError, from_validation_error
 from realtalk.protocol.items import item_from_wire
-from realtalk.session import commands as cmd
-from realtalk.session.config import SessionConfig
 
 MAX_APPEND_BYTES = 15 * 1024 * 1024
 """OpenAI's limit on one ``input_audio_buffer.append`` (decoded audio)."""
@@ -167,9 +168,8 @@ def _response_options(generation: sessions.Generation, raw: Any) -> cmd.Response
         output = (raw.get("audio") or {}).get("output") or {}
         voice, fmt = output.get("voice"), output.get("format")
         if isinstance(fmt, Mapping):
-            fmt = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}.get(
-                str(fmt.get("type") or "audio/pcm")
-            )
+            spec = BY_MEDIA_TYPE.get(str(fmt.get("type") or "audio/pcm"))
+            fmt = spec.name if spec is not None else None
         max_tokens = raw.get("max_output_tokens")
     if voice is not None:
         fields["voice"] = sessions.check_voice(voice, "response.voice")

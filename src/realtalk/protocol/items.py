@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from realtalk.core.items import ContentPart, Item, PartType
 from realtalk.protocol.errors import ProtocolError
-from realtalk.session.items import ContentPart, Item, PartType
 
 Generation = Literal["beta", "ga"]
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from realtalk.core.config import SessionConfig
+from realtalk.core.formats import ga_format_object
+from realtalk.core.items import ContentPart, Item, ResponseRecord
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.items import Generation, item_object, part_object
 from realtalk.protocol.sessions import session_object
-from realtalk.session.config import SessionConfig
-from realtalk.session.items import ContentPart, Item, ResponseRecord
 
 Event = dict[str, Any]
 
@@ -29,11 +30,6 @@ _NAMES: dict[str, tuple[str, str]] = {
     "transcript_done": ("response.audio_transcript.done", "response.output_audio_transcript.done"),
     "text_delta": ("response.text.delta", "response.output_text.delta"),
     "text_done": ("response.text.done", "response.output_text.done"),
-}
-_GA_FORMATS = {
-    "pcm16": {"type": "audio/pcm", "rate": 24000},
-    "g711_ulaw": {"type": "audio/pcmu"},
-    "g711_alaw": {"type": "audio/pcma"},
 }
 
 
@@ -226,7 +222,7 @@ class ServerEvents:
                 output_modalities=["audio"] if response.audio_output else ["text"],
                 audio={
                     "output": {
-                        "format": _GA_FORMATS[response.output_audio_format],
+                        "format": ga_format_object(response.output_audio_format),
                         "voice": response.voice,
                     }
                 },

@@ -18,14 +18,14 @@ from openai.types.beta.realtime.session import Session as BetaSession
 from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
 from pydantic import BaseModel, ValidationError
 
-from realtalk.protocol.errors import ProtocolError, from_validation_error
-from realtalk.session.config import (
-    AudioFormat,
+from realtalk.core.config import (
     FunctionTool,
     SessionConfig,
     Transcription,
     TurnDetection,
 )
+from realtalk.core.formats import BY_MEDIA_TYPE, AudioFormat, ga_format_object
+from realtalk.protocol.errors import ProtocolError, from_validation_error
 
 Generation = Literal["beta", "ga"]
 
@@ -34,12 +34,6 @@ OPENAI_VOICES = frozenset(
 )
 LOCAL_VOICES = frozenset({"joe"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_GA_FORMATS: dict[str, AudioFormat] = {
-    "audio/pcm": "pcm16",
-    "audio/pcmu": "g711_ulaw",
-    "audio/pcma": "g711_alaw",
-}
-_GA_FORMAT_NAMES = {v: k for k, v in _GA_FORMATS.items()}
 
 
 def _validate(model: type[BaseModel], data: Any, prefix: str) -> dict[str, Any]:
@@ -225,6 +219,10 @@ def parse_beta_session(data: Any, base: SessionConfig) -> SessionConfig:
     return base.with_changes(**changes)
 
 
+def _format_name(fmt: Mapping[str, Any]) -> AudioFormat:
+    return BY_MEDIA_TYPE[fmt.get("type") or "audio/pcm"].name
+
+
 def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
     """Apply a GA (nested) session object to ``base``; keys that are absent keep their value."""
     if isinstance(data, Mapping) and data.get("type") == "transcription":
@@ -251,7 +249,7 @@ def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
     audio_in = audio.get("input") or {}
     audio_out = audio.get("output") or {}
     if audio_in.get("format") is not None:
-        changes["input_audio_format"] = _GA_FORMATS[audio_in["format"].get("type") or "audio/pcm"]
+        changes["input_audio_format"] = _format_name(audio_in["format"])
     if "transcription" in audio_in:
         changes["transcription"] = _transcription(audio_in["transcription"], base.transcription)
     if "turn_detection" in audio_in:
@@ -259,7 +257,7 @@ def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
             audio_in["turn_detection"], base.turn_detection, "session.audio.input.turn_detection"
         )
     if audio_out.get("format") is not None:
-        changes["output_audio_format"] = _GA_FORMATS[audio_out["format"].get("type") or "audio/pcm"]
+        changes["output_audio_format"] = _format_name(audio_out["format"])
     if audio_out.get("voice") is not None:
         changes["voice"] = check_voice(audio_out["voice"], "session.audio.output.voice")
     if audio_out.get("speed") is not None:
@@ -365,11 +363,6 @@ def beta_session_object(config: SessionConfig, session_id: str, expires_at: int)
     }
 
 
-def _ga_format(fmt: AudioFormat) -> dict[str, Any]:
-    name = _GA_FORMAT_NAMES[fmt]
-    return {"type": name, "rate": 24000} if name == "audio/pcm" else {"type": name}
-
-
 def ga_session_object(config: SessionConfig, session_id: str, expires_at: int) -> dict[str, Any]:
     """The nested session object of GA ``session.created`` and ``client_secrets``."""
     tool_choice: Any = config.tool_choice
@@ -384,13 +377,13 @@ def ga_session_object(config: SessionConfig, session_id: str, expires_at: int) -
         "instructions": config.instructions,
         "audio": {
             "input": {
-                "format": _ga_format(config.input_audio_format),
+                "format": ga_format_object(config.input_audio_format),
                 "transcription": _transcription_object(config.transcription),
                 "noise_reduction": None,
                 "turn_detection": _turn_detection_object(config.turn_detection),
             },
             "output": {
-                "format": _ga_format(config.output_audio_format),
+                "format": ga_format_object(config.output_audio_format),
                 "voice": config.voice,
                 "speed": config.speed,
             },

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from realtalk.core.items import Item
 from realtalk.protocol.errors import ProtocolError
-from realtalk.session.items import Item
 
 
 class Conversation:

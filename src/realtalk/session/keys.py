@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from realtalk.session.config import SessionConfig
+from realtalk.core.config import SessionConfig
 
 Clock = Callable[[], float]
 Generation = Literal["beta", "ga"]

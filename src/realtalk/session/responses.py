@@ -14,12 +14,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from realtalk.audio.pcm import WIRE_RATE, Int16Array, StreamResampler, encode_wire
+from realtalk.core.config import SessionConfig
+from realtalk.core.items import ContentPart, Item, ResponseRecord, Segment, Usage
 from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
 from realtalk.pipeline.models import Models
 from realtalk.pipeline.tts.chunker import ClauseChunker
 from realtalk.protocol.server_events import Event, ServerEvents
-from realtalk.session.config import SessionConfig
-from realtalk.session.items import ContentPart, Item, ResponseRecord, Segment, Usage
 
 log = logging.getLogger("realtalk.response")
 

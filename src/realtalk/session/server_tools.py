@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from realtalk.session.items import Item
+from realtalk.core.items import Item
 from realtalk.tools import ToolRegistry
 
 Spawn = Callable[[Coroutine[Any, Any, object]], "asyncio.Task[object]"]

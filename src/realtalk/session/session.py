@@ -19,14 +19,14 @@ from collections.abc import Coroutine
 from typing import Any, Literal, assert_never
 
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array, decode_wire
+from realtalk.core import commands as cmd
+from realtalk.core.config import SessionConfig
+from realtalk.core.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.pipeline.models import Models
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
-from realtalk.session import commands as cmd
-from realtalk.session.config import SessionConfig
 from realtalk.session.conversation import Conversation
-from realtalk.session.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
 from realtalk.session.speculation import ReplySpeculator, SpeculativeReply

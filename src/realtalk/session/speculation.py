@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtalk.audio.pcm import Int16Array
+from realtalk.core.config import SessionConfig
+from realtalk.core.items import ContentPart, Item
 from realtalk.pipeline.stt import Transcript
 from realtalk.protocol.server_events import Event
-from realtalk.session.config import SessionConfig
 from realtalk.session.conversation import Conversation
-from realtalk.session.items import ContentPart, Item
 from realtalk.session.responses import AudioOutput, ResponseRun, settle
 
 log = logging.getLogger("realtalk.speculation")

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array
+from realtalk.core.config import Transcription
+from realtalk.core.items import Item
 from realtalk.pipeline.stt import SpeechToText, Transcript
 from realtalk.protocol.server_events import Event, ServerEvents
-from realtalk.session.config import Transcription
-from realtalk.session.items import Item
 
 log = logging.getLogger("realtalk.transcription")
 

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from realtalk.session.config import TurnDetection
+from realtalk.core.config import TurnDetection
 
 log = logging.getLogger("realtalk.turns")
 

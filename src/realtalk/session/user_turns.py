@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from realtalk.audio.pcm import INTERNAL_RATE, WIRE_RATE, Int16Array, StreamResampler
+from realtalk.core.config import SessionConfig, TurnDetection
+from realtalk.core.items import new_id
 from realtalk.pipeline.vad import VADStream
-from realtalk.session.config import SessionConfig, TurnDetection
 from realtalk.session.input_audio import InputAudioBuffer
-from realtalk.session.items import new_id
 from realtalk.session.turns import (
     SEMANTIC_CHECK_MS,
     Eagerness,

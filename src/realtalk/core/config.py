@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-AudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
+from realtalk.core.formats import AudioFormat
+
 TurnType = Literal["server_vad", "semantic_vad"]
 
 

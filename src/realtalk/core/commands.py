@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from realtalk.session.config import AudioFormat, FunctionTool, SessionConfig
-from realtalk.session.items import Item
+from realtalk.core.config import FunctionTool, SessionConfig
+from realtalk.core.formats import AudioFormat
+from realtalk.core.items import Item
 
 
 @dataclass(frozen=True, slots=True)

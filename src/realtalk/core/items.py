@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from realtalk.core.formats import AudioFormat
+
 ItemType = Literal["message", "function_call", "function_call_output"]
 Role = Literal["user", "assistant", "system"]
 ItemStatus = Literal["completed", "incomplete", "in_progress"]
@@ -98,7 +100,7 @@ class ResponseRecord:
     metadata: dict[str, object] | None = None
     audio_output: bool = True
     voice: str = "alloy"
-    output_audio_format: str = "pcm16"
+    output_audio_format: AudioFormat = "pcm16"
     temperature: float = 0.8
     max_output_tokens: int | str = "inf"
     conversation_id: str | None = None
