@@ -8,6 +8,7 @@ from typing import Any, Literal
 from realtalk.core.config import FunctionTool, SessionConfig
 from realtalk.core.formats import AudioFormat
 from realtalk.core.items import Item
+from realtalk.core.mcp import McpChoice, McpServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,8 @@ class ResponseOptions:
     voice: str | None = None
     output_audio_format: AudioFormat | None = None
     tools: tuple[FunctionTool, ...] | None = None
-    tool_choice: str | None = None
+    mcp: tuple[McpServer, ...] | None = None
+    tool_choice: str | McpChoice | None = None
     temperature: float | None = None
     max_output_tokens: int | Literal["inf"] | None = None
     out_of_band: bool = False

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from realtalk.core.formats import AudioFormat
+from realtalk.core.mcp import McpChoice, McpServer
 
 TurnType = Literal["server_vad", "semantic_vad"]
 
@@ -69,8 +70,10 @@ class SessionConfig:
     transcription: Transcription | None = field(default_factory=Transcription)
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     tools: tuple[FunctionTool, ...] = ()
-    tool_choice: str = "auto"
-    """``auto``, ``none``, ``required`` or the name of one function."""
+    mcp: tuple[McpServer, ...] = ()
+    """GA ``tools`` entries of ``type: "mcp"`` (echoed after the function tools)."""
+    tool_choice: str | McpChoice = "auto"
+    """``auto``, ``none``, ``required``, the name of one function, or an MCP server's tool."""
     temperature: float = 0.8
     max_output_tokens: int | Literal["inf"] = "inf"
     speed: float = 1.0

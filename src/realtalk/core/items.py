@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from realtalk.core.formats import AudioFormat
+from realtalk.core.mcp import McpDetails
 
-ItemType = Literal["message", "function_call", "function_call_output"]
+ItemType = Literal[
+    "message",
+    "function_call",
+    "function_call_output",
+    "mcp_list_tools",
+    "mcp_call",
+    "mcp_approval_request",
+    "mcp_approval_response",
+]
 Role = Literal["user", "assistant", "system"]
 ItemStatus = Literal["completed", "incomplete", "in_progress"]
 PartType = Literal["input_text", "input_audio", "output_text", "output_audio"]
@@ -61,6 +70,8 @@ class Item:
     name: str | None = None
     arguments: str | None = None
     output: str | None = None
+    mcp: McpDetails | None = None
+    """The MCP item types' own fields."""
 
     def text_for_model(self) -> str:
         """What the LLM sees of a message: its text or transcripts, in order."""

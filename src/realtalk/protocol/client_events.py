@@ -179,6 +179,7 @@ def _response_options(generation: sessions.Generation, raw: Any) -> cmd.Response
         fields["output_audio_format"] = fmt
     if raw.get("tools") is not None:
         fields["tools"] = sessions.parse_tools(raw["tools"], "response.tools")
+        fields["mcp"] = sessions.parse_mcp_tools(raw["tools"], "response.tools")
     if raw.get("tool_choice") is not None:
         fields["tool_choice"] = sessions.parse_tool_choice(
             raw["tool_choice"], fields.get("tools"), "response.tool_choice"

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from realtalk.core.items import ContentPart, Item, PartType
 from realtalk.protocol.errors import ProtocolError
+from realtalk.protocol.mcp import mcp_item_from_wire, mcp_item_object
 
 Generation = Literal["beta", "ga"]
 
@@ -34,6 +35,8 @@ def part_object(part: ContentPart, generation: Generation) -> dict[str, Any]:
 
 def item_object(item: Item, generation: Generation) -> dict[str, Any]:
     """The wire form of ``item`` (``object: realtime.item``)."""
+    if item.type.startswith("mcp_"):
+        return mcp_item_object(item)
     base: dict[str, Any] = {
         "id": item.id,
         "object": "realtime.item",
@@ -120,4 +123,6 @@ def item_from_wire(raw: Any, param: str = "item") -> Item:
             output=data.get("output") or "",
             **fields,
         )
+    if isinstance(kind, str) and kind.startswith("mcp_"):
+        return mcp_item_from_wire(data, fields, param)
     raise ProtocolError(f"Unsupported item type {kind!r}.", "invalid_value", f"{param}.type")

@@ -27,7 +27,10 @@ from realtalk.core.config import (
     TurnDetection,
 )
 from realtalk.core.formats import BY_MEDIA_TYPE, ga_format_object
+from realtalk.core.mcp import McpChoice, McpServer
 from realtalk.protocol.errors import ProtocolError, from_validation_error
+from realtalk.protocol.mcp import mcp_choice_object, mcp_tool_object, parse_mcp_choice
+from realtalk.protocol.mcp import parse_mcp_tools as parse_mcp_tools
 
 Generation = Literal["beta", "ga"]
 
@@ -124,10 +127,12 @@ def parse_tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
     seen: set[str] = set()
     for index, tool in enumerate(raw):
         where = f"{param}[{index}]"
+        if tool.get("type") == "mcp":
+            continue  # parse_mcp_tools
         if tool.get("type", "function") != "function":
             raise ProtocolError(
-                f"Unsupported tool type {tool.get('type')!r} at '{where}': only 'function' tools "
-                "run on the embedded engine.",
+                f"Unsupported tool type {tool.get('type')!r} at '{where}': only 'function' and "
+                "'mcp' tools run on the embedded engine.",
                 param=f"{where}.type",
             )
         name = tool.get("name")
@@ -155,8 +160,16 @@ def parse_tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
     return tuple(tools)
 
 
-def parse_tool_choice(choice: Any, tools: tuple[FunctionTool, ...] | None, param: str) -> str:
-    """``auto``/``none``/``required`` or a function's name (checked against ``tools`` if given)."""
+def parse_tool_choice(
+    choice: Any,
+    tools: tuple[FunctionTool, ...] | None,
+    param: str,
+    servers: tuple[McpServer, ...] | None = None,
+) -> str | McpChoice:
+    """``auto``/``none``/``required``, a function's name (checked against ``tools`` if given)
+    or an MCP server's tool (checked against ``servers`` if given)."""
+    if isinstance(choice, Mapping) and choice.get("type") == "mcp":
+        return parse_mcp_choice(choice, servers, param)
     if isinstance(choice, Mapping):
         choice = choice.get("name")
     if choice in ("auto", "none", "required"):
@@ -242,6 +255,15 @@ def _shape(data: Mapping[str, Any], names: Mapping[str, str]) -> Shape:
 
 def beta_shape(data: Any) -> Shape:
     """A beta (flat) session object, validated by the ``openai`` package's type, normalised."""
+    tools = data.get("tools") if isinstance(data, Mapping) else None
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        if isinstance(tool, Mapping) and tool.get("type") == "mcp":
+            raise ProtocolError(
+                "MCP tools are part of the GA Realtime API only; connect without the "
+                "'OpenAI-Beta: realtime=v1' header to use them.",
+                "unsupported_value",
+                f"session.tools[{index}].type",
+            )
     return _shape(_validate(BetaSession, data, "session"), _BETA_NAMES)
 
 
@@ -293,9 +315,10 @@ def apply_shape(shape: Shape, base: SessionConfig) -> SessionConfig:
                 changes["turn_detection"] = _turn_detection(value, base.turn_detection, param)
             case "tools":
                 changes["tools"] = parse_tools(value, param)
+                changes["mcp"] = parse_mcp_tools(value, param)
             case "tool_choice":
                 changes["tool_choice"] = parse_tool_choice(
-                    value, changes.get("tools", base.tools), param
+                    value, changes.get("tools", base.tools), param, changes.get("mcp", base.mcp)
                 )
             case "temperature":
                 check_range(value, 0.6, 1.2, param)
@@ -418,7 +441,9 @@ def beta_session_object(config: SessionConfig, session_id: str, expires_at: int)
 def ga_session_object(config: SessionConfig, session_id: str, expires_at: int) -> dict[str, Any]:
     """The nested session object of GA ``session.created`` and ``client_secrets``."""
     tool_choice: Any = config.tool_choice
-    if tool_choice not in ("auto", "none", "required"):
+    if isinstance(tool_choice, McpChoice):
+        tool_choice = mcp_choice_object(tool_choice)
+    elif tool_choice not in ("auto", "none", "required"):
         tool_choice = {"type": "function", "name": tool_choice}
     return {
         "type": "realtime",
@@ -440,7 +465,7 @@ def ga_session_object(config: SessionConfig, session_id: str, expires_at: int) -
                 "speed": config.speed,
             },
         },
-        "tools": _tool_objects(config.tools),
+        "tools": _tool_objects(config.tools) + [mcp_tool_object(s) for s in config.mcp],
         "tool_choice": tool_choice,
         "max_output_tokens": config.max_output_tokens,
         "tracing": config.echoed.get("tracing"),

@@ -20,6 +20,7 @@ from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
 from realtalk.pipeline.models import Models
 from realtalk.pipeline.tts.chunker import ClauseChunker
 from realtalk.protocol.server_events import Event, ServerEvents
+from realtalk.session.mcp import McpTurn, mcp_messages
 
 log = logging.getLogger("realtalk.response")
 
@@ -98,6 +99,7 @@ class ResponseRun:
         audio_output: AudioOutput | None = None,
         on_function_call: Callable[[Item], None] | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
+        mcp: McpTurn | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -113,6 +115,8 @@ class ResponseRun:
         self.on_function_call = on_function_call
         self.gate = gate
         """Awaited after each spoken piece (a speculative reply waits there until kept)."""
+        self.mcp = mcp
+        """The reply's MCP tools (``session/mcp.py``): their calls run inside the reply."""
         self.speculative = False
         self.request: LLMRequest | None = None
         self.cancel_reason: CancelReason | None = None
@@ -186,6 +190,8 @@ class ResponseRun:
                         ],
                     }
                 )
+            elif item.type.startswith("mcp_"):
+                messages.extend(mcp_messages(item, self.input_items))
             else:
                 messages.append(
                     {"role": "tool", "tool_call_id": item.call_id, "content": item.output or ""}
@@ -211,10 +217,16 @@ class ResponseRun:
     async def _run(self) -> None:
         await self.wait_for_transcripts(self.input_items)
         cfg = self.config
-        request = LLMRequest(
+        tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in cfg.tools)
+        choice = cfg.tool_choice
+        if self.mcp is not None:
+            await self.mcp.ready()
+            tools, choice = self.mcp.offer(tools, choice)
+        assert isinstance(choice, str)
+        request: LLMRequest | None = LLMRequest(
             messages=self._messages(),
-            tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in cfg.tools),
-            tool_choice=cfg.tool_choice,
+            tools=tools,
+            tool_choice=choice,
             temperature=cfg.temperature,
             max_tokens=MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens,
         )
@@ -226,18 +238,24 @@ class ResponseRun:
         async with asyncio.TaskGroup() as tasks:
             speaker = tasks.create_task(self._speak(speech)) if cfg.audio_output else None
             try:
-                async for event in self.models.llm.stream(request):
-                    if isinstance(event, TextDelta):
-                        await self._on_text(event.text, chunker, speech)
-                    elif isinstance(event, ToolCall):
-                        await self._on_tool_call(event, chunker, speech)
-                    else:
-                        usage = Usage(
-                            input_text_tokens=event.prompt_tokens,
-                            cached_tokens=event.cached_tokens,
-                            output_text_tokens=event.completion_tokens,
-                        )
-                        self.used_tokens = event.prompt_tokens + event.completion_tokens
+                while request is not None:
+                    mcp_calls: list[Item] = []  # run here; the reply goes on with their output
+                    async for event in self.models.llm.stream(request):
+                        if isinstance(event, TextDelta):
+                            await self._on_text(event.text, chunker, speech)
+                        elif isinstance(event, ToolCall) and self.mcp and self.mcp.owns(event.name):
+                            mcp_calls.append(await self.mcp.call(self, event))
+                        elif isinstance(event, ToolCall):
+                            await self._on_tool_call(event, chunker, speech)
+                        else:
+                            usage = Usage(
+                                input_text_tokens=usage.input_text_tokens + event.prompt_tokens,
+                                cached_tokens=usage.cached_tokens + event.cached_tokens,
+                                output_text_tokens=usage.output_text_tokens
+                                + event.completion_tokens,
+                            )
+                            self.used_tokens = event.prompt_tokens + event.completion_tokens
+                    request = self.mcp.follow_up(request, mcp_calls) if self.mcp else None
             finally:
                 if speaker is not None:
                     for piece in chunker.flush():

@@ -22,11 +22,13 @@ from realtalk.audio.pcm import INTERNAL_RATE, Int16Array, decode_wire
 from realtalk.core import commands as cmd
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import ContentPart, Item, ResponseRecord, new_id
+from realtalk.core.mcp import McpChoice
 from realtalk.pipeline.models import Models
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
 from realtalk.session.conversation import Conversation
+from realtalk.session.mcp import McpTools
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
 from realtalk.session.speculation import ReplySpeculator, SpeculativeReply
@@ -93,6 +95,9 @@ class RealtimeSession:
             may_start=self._may_speculate,
             start=self._start_held,
         )
+        self.mcp = McpTools(
+            events=self.events, emit=self.emit, spawn=self._spawn, add_item=self.conversation.insert
+        )
         self.closed = False
         self.last_run: ResponseRun | None = None
 
@@ -101,6 +106,7 @@ class RealtimeSession:
         """Queue the opening events."""
         self.emit(self.events.session_created(self.config))
         self.emit(self.events.conversation_created(self.conversation_id))
+        self.mcp.configure(self.config.mcp)
 
     async def aclose(self) -> None:
         """Stop every task this session owns and free its per-session state."""
@@ -173,6 +179,7 @@ class RealtimeSession:
                     self.emit(self.events.transcription_session_updated(self.config))
                 else:
                     self.emit(self.events.session_updated(self.config))
+                self.mcp.configure(self.config.mcp, command.event_id)
             case cmd.AppendAudio():
                 if self.transport == "webrtc":
                     raise ProtocolError(
@@ -368,9 +375,11 @@ class RealtimeSession:
 
     # ---- conversation -------------------------------------------------------------------
     def _create_item(self, item: Item, previous_item_id: str | None) -> None:
+        self.mcp.check_answer(item)
         previous = self.conversation.insert(item, previous_item_id)
         self.emit(self.events.item_added(item, previous))
         self.emit(self.events.item_done(item, previous))
+        self.mcp.answer(item)  # an approved MCP call runs now
 
     def _truncate(self, command: cmd.TruncateItem) -> None:
         self.conversation.truncate(command.item_id, command.content_index, command.audio_end_ms)
@@ -396,6 +405,7 @@ class RealtimeSession:
                 "voice",
                 "output_audio_format",
                 "tools",
+                "mcp",
                 "tool_choice",
                 "temperature",
                 "max_output_tokens",
@@ -404,7 +414,15 @@ class RealtimeSession:
         }
         if overrides:
             config = config.with_changes(**overrides)
-        if config.tool_choice not in ("auto", "none", "required") and not any(
+        if isinstance(config.tool_choice, McpChoice):
+            if not any(s.server_label == config.tool_choice.server_label for s in config.mcp):
+                raise ProtocolError(
+                    f"tool_choice names the MCP server '{config.tool_choice.server_label}', "
+                    "which is not configured.",
+                    "invalid_value",
+                    "response.tool_choice",
+                )
+        elif config.tool_choice not in ("auto", "none", "required") and not any(
             t.name == config.tool_choice for t in config.tools
         ):
             raise ProtocolError(
@@ -448,6 +466,7 @@ class RealtimeSession:
             transcripts=self.transcriber.wait,
             audio_output=self.audio_output,
             on_function_call=self.server_tools.start,
+            mcp=self.mcp.turn(config.mcp, config.tool_choice),
         )
 
     async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
