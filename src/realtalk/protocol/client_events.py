@@ -24,6 +24,7 @@ from realtalk.core.formats import BY_MEDIA_TYPE
 from realtalk.protocol import sessions
 from realtalk.protocol.errors import ProtocolError, from_validation_error
 from realtalk.protocol.items import item_from_wire
+from realtalk.protocol.mcp import refuse_in_beta
 
 MAX_APPEND_BYTES = 15 * 1024 * 1024
 """OpenAI's limit on one ``input_audio_buffer.append`` (decoded audio)."""
@@ -79,6 +80,10 @@ def _decode(
             "invalid_value",
             "type",
         )
+    if generation == "beta" and kind in ("session.update", "response.create"):
+        body = data.get("session" if kind == "session.update" else "response")
+        where = "session.tools" if kind == "session.update" else "response.tools"
+        refuse_in_beta(body.get("tools") if isinstance(body, Mapping) else None, where)
     try:
         event = model.model_validate(dict(data))
     except ValidationError as exc:

@@ -21,6 +21,18 @@ SECRET_FIELDS = ("headers", "authorization")
 _LABEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+def refuse_in_beta(tools: Any, param: str) -> None:
+    """The beta generation has no MCP tools: say so (its types would only say "function")."""
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        if isinstance(tool, Mapping) and tool.get("type") == "mcp":
+            raise ProtocolError(
+                "MCP tools are part of the GA Realtime API only; connect without the "
+                "'OpenAI-Beta: realtime=v1' header to use them.",
+                "unsupported_value",
+                f"{param}[{index}].type",
+            )
+
+
 def parse_mcp_tools(raw: list[Any], param: str) -> tuple[McpServer, ...]:
     """The ``type: "mcp"`` entries of a ``tools`` list (the others are function tools)."""
     servers: list[McpServer] = []

@@ -29,7 +29,12 @@ from realtalk.core.config import (
 from realtalk.core.formats import BY_MEDIA_TYPE, ga_format_object
 from realtalk.core.mcp import McpChoice, McpServer
 from realtalk.protocol.errors import ProtocolError, from_validation_error
-from realtalk.protocol.mcp import mcp_choice_object, mcp_tool_object, parse_mcp_choice
+from realtalk.protocol.mcp import (
+    mcp_choice_object,
+    mcp_tool_object,
+    parse_mcp_choice,
+    refuse_in_beta,
+)
 from realtalk.protocol.mcp import parse_mcp_tools as parse_mcp_tools
 
 Generation = Literal["beta", "ga"]
@@ -255,15 +260,7 @@ def _shape(data: Mapping[str, Any], names: Mapping[str, str]) -> Shape:
 
 def beta_shape(data: Any) -> Shape:
     """A beta (flat) session object, validated by the ``openai`` package's type, normalised."""
-    tools = data.get("tools") if isinstance(data, Mapping) else None
-    for index, tool in enumerate(tools if isinstance(tools, list) else []):
-        if isinstance(tool, Mapping) and tool.get("type") == "mcp":
-            raise ProtocolError(
-                "MCP tools are part of the GA Realtime API only; connect without the "
-                "'OpenAI-Beta: realtime=v1' header to use them.",
-                "unsupported_value",
-                f"session.tools[{index}].type",
-            )
+    refuse_in_beta(data.get("tools") if isinstance(data, Mapping) else None, "session.tools")
     return _shape(_validate(BetaSession, data, "session"), _BETA_NAMES)
 
 

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("realtalk.mcp")
 
-READY_TIMEOUT_S = client.LIST_TIMEOUT_S + 2
-"""Longest a reply waits for listings (and approved calls) still in progress."""
+READY_MARGIN_S = 2.0
+"""A reply waits for listings (and approved calls) in progress at most their own deadline
+plus this."""
 MAX_ROUNDS = 3
 """MCP calls one reply may make before the model must answer in words."""
 _ARGUMENT_CHUNK = 24
@@ -81,6 +82,8 @@ class McpTools:
         self._listings: dict[tuple[Any, ...], Listing] = {}
         self._approvals: dict[str, PendingApproval] = {}
         self._calls: set[asyncio.Task[object]] = set()
+        self.list_timeout_s = client.LIST_TIMEOUT_S
+        self.call_timeout_s = client.CALL_TIMEOUT_S
 
     # ---- listing ------------------------------------------------------------------------
     def configure(self, servers: tuple[McpServer, ...], event_id: str | None = None) -> None:
@@ -111,7 +114,7 @@ class McpTools:
     async def _list(self, listing: Listing, event_id: str | None) -> None:
         server = listing.server
         try:
-            tools = await client.list_tools(server)
+            tools = await client.list_tools(server, self.list_timeout_s)
         except McpFailure as exc:
             listing.failed = True
             log.warning("MCP server %s: listing failed (%s)", server.server_label, exc.error.kind)
@@ -162,7 +165,8 @@ class McpTools:
     async def ready(self, listings: list[Listing]) -> None:
         waiting = [t for t in (*(lst.task for lst in listings), *self._calls) if t is not None]
         if waiting:
-            await asyncio.wait(waiting, timeout=READY_TIMEOUT_S)
+            longest = max(self.list_timeout_s, self.call_timeout_s)
+            await asyncio.wait(waiting, timeout=longest + READY_MARGIN_S)
 
     # ---- approvals ----------------------------------------------------------------------
     def check_answer(self, item: Item) -> None:
@@ -188,7 +192,7 @@ class McpTools:
 
     async def _run_approved(self, pending: PendingApproval) -> None:
         self._emit(mcp_events.call("in_progress", pending.call.id, pending.output_index))
-        await run_call(pending.server, pending.call)
+        await run_call(pending.server, pending.call, self.call_timeout_s)
         failed = pending.call.mcp is not None and pending.call.mcp.error is not None
         stage: mcp_events.Stage = "failed" if failed else "completed"
         self._emit(mcp_events.call(stage, pending.call.id, pending.output_index))
@@ -207,7 +211,7 @@ class McpTools:
         return request
 
 
-async def run_call(server: McpServer, call: Item) -> None:
+async def run_call(server: McpServer, call: Item, timeout_s: float) -> None:
     """Call the tool on its server; the item gets the ``output`` or the ``error``."""
     assert call.mcp is not None
     try:
@@ -218,7 +222,7 @@ async def run_call(server: McpServer, call: Item) -> None:
         call.mcp.error = CallError("tool_execution_error", "The arguments are not a JSON object.")
         return
     try:
-        call.output = await client.call_tool(server, call.name or "", arguments)
+        call.output = await client.call_tool(server, call.name or "", arguments, timeout_s)
     except McpFailure as exc:
         log.info("MCP server %s: call failed (%s)", server.server_label, exc.error.kind)
         call.mcp.error = exc.error
@@ -296,7 +300,7 @@ class McpTurn:
         run.emit(mcp_events.call("in_progress", item.id, index))
         if run.gate is not None:
             await run.gate()  # a speculative reply calls nothing until it is kept
-        await run_call(server, item)
+        await run_call(server, item, self._tools.call_timeout_s)
         failed = item.mcp is not None and item.mcp.error is not None
         run.emit(mcp_events.call("failed" if failed else "completed", item.id, index))
         run._finish_item(item, "completed")
