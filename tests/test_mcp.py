@@ -164,7 +164,7 @@ async def test_read_only_filter_and_removal(make_session: Any, shop: ShopMcpServ
     await client.send({"type": "session.update", "session": {"type": "realtime", "tools": []}})
     updated = await client.until("session.updated")
     assert updated[-1]["session"]["tools"] == []
-    assert client.session.mcp.turn(client.session.config.mcp, "auto") is None
+    assert client.session.mcp.turn(client.session.config.mcp) is None
 
 
 async def test_unreachable_server_fails_and_the_rest_applies(make_session: Any) -> None:

@@ -4,13 +4,14 @@ them to the model beside the function tools, running its calls on the server ins
 
 - :class:`McpTools` (one per session) owns the listings and the approvals waiting for an
   answer. Listing never blocks the session's event loop; a reply that starts meanwhile waits
-  for it (:data:`READY_TIMEOUT_S` at most).
+  for it (the listing's own deadline, plus :data:`READY_MARGIN_S`, at most).
 - :class:`McpTurn` (one per reply) maps the model's tool names to servers and runs a call:
   ``mcp_call`` item → arguments → ``in_progress`` → the call → ``completed`` / ``failed``;
   the reply then goes on with the output. A tool that needs approval gets an
   ``mcp_approval_request`` item instead and the reply ends; the client's
-  ``mcp_approval_response`` runs (or refuses) the call, and its next ``response.create``
-  speaks about the result.
+  ``mcp_approval_response`` runs the call at once (``response.mcp_call.*`` on the call item
+  of the ended reply) or refuses it, and the client's next ``response.create`` speaks about
+  the result (a reply that starts while an approved call runs waits for it).
 
 Every task here is spawned by the session, so closing the session cancels it, and its MCP
 connection closes with it.
@@ -155,12 +156,12 @@ class McpTools:
         self._emit(self._events.item_done(item, previous))
         self._emit(mcp_events.list_tools("completed", listing.item_id))
 
-    def turn(self, servers: tuple[McpServer, ...], choice: str | McpChoice) -> McpTurn | None:
+    def turn(self, servers: tuple[McpServer, ...]) -> McpTurn | None:
         """The MCP side of one reply (``None`` when it has no MCP tools)."""
         if not servers:
             return None
         listings = list(self._ensure(servers, None, retry=False).values())
-        return McpTurn(self, listings, choice)
+        return McpTurn(self, listings)
 
     async def ready(self, listings: list[Listing]) -> None:
         waiting = [t for t in (*(lst.task for lst in listings), *self._calls) if t is not None]
@@ -231,10 +232,9 @@ async def run_call(server: McpServer, call: Item, timeout_s: float) -> None:
 class McpTurn:
     """The MCP tools of one reply, under the names the model sees."""
 
-    def __init__(self, tools: McpTools, listings: list[Listing], choice: str | McpChoice) -> None:
+    def __init__(self, tools: McpTools, listings: list[Listing]) -> None:
         self._tools = tools
         self._listings = listings
-        self._choice = choice
         self._index: dict[str, tuple[McpServer, RemoteTool]] = {}
         self.rounds = 0
 

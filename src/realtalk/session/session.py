@@ -466,7 +466,7 @@ class RealtimeSession:
             transcripts=self.transcriber.wait,
             audio_output=self.audio_output,
             on_function_call=self.server_tools.start,
-            mcp=self.mcp.turn(config.mcp, config.tool_choice),
+            mcp=self.mcp.turn(config.mcp),
         )
 
     async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
