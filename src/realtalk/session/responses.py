@@ -101,6 +101,7 @@ class ResponseRun:
         self.request: LLMRequest | None = None
         self.cancel_reason: CancelReason | None = None
         self._audio_begun = False
+        self._first_audio_at: float | None = None
         self._t0 = time.monotonic()
         self.message: Item | None = None
         self.used_tokens = 0
@@ -320,7 +321,16 @@ class ResponseRun:
             if self.gate is not None:
                 await self.gate()
 
+    def playback_left(self) -> float:
+        """Seconds until a client playing the reply's audio as it arrived has played it all."""
+        if self._first_audio_at is None or self.message is None or not self.message.content:
+            return 0.0
+        ends = self._first_audio_at + self.message.content[0].audio_ms / 1000
+        return max(0.0, ends - time.monotonic())
+
     async def _send_audio(self, item: Item, index: int, audio: Int16Array, rate: int) -> None:
+        if self._first_audio_at is None:
+            self._first_audio_at = time.monotonic()
         if self.audio_output is not None:
             if not self._audio_begun:
                 self._audio_begun = True

@@ -523,7 +523,7 @@ class RealtimeSession:
         if calls:
             self._spawn(self._finish_server_tools(run, calls))
         else:
-            self._start_idle_timer()
+            self._start_idle_timer(run)
 
     async def _finish_server_tools(self, run: ResponseRun, calls: list[Item]) -> None:
         for call in calls:
@@ -574,20 +574,31 @@ class RealtimeSession:
         return True
 
     # ---- idle timeout -------------------------------------------------------------------
-    def _start_idle_timer(self) -> None:
+    def _start_idle_timer(self, run: ResponseRun | None = None) -> None:
+        """The idle timeout counts from the end of playback: over WebRTC from when the track
+        stops playing (:meth:`playout_stopped`), over a WebSocket from when the client has had
+        time to play the audio it was sent."""
         turn = self.config.turn_detection
         if self.closed or turn is None or turn.idle_timeout_ms is None:
             return
         self._cancel_idle_timer()
-        self._idle_task = asyncio.ensure_future(self._idle(turn.idle_timeout_ms))
+        if self.audio_output is not None and self.audio_output.is_playing():
+            return  # playout_stopped() starts it
+        delay = run.playback_left() if run is not None else 0.0
+        self._idle_task = asyncio.ensure_future(self._idle(turn.idle_timeout_ms, delay))
+
+    def playout_stopped(self) -> None:
+        """WebRTC: the reply's audio has finished playing."""
+        if self._active is None and self._idle_task is None:
+            self._start_idle_timer()
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_task is not None and self._idle_task is not asyncio.current_task():
             self._idle_task.cancel()
         self._idle_task = None
 
-    async def _idle(self, timeout_ms: int) -> None:
-        await asyncio.sleep(timeout_ms / 1000)
+    async def _idle(self, timeout_ms: int, delay_s: float) -> None:
+        await asyncio.sleep(delay_s + timeout_ms / 1000)
         quiet = self.user.timed_out(timeout_ms) if self._active is None else None
         if quiet is None:
             return
