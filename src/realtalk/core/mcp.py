@@ -93,5 +93,6 @@ class McpDetails:
     approval_request_id: str | None = None
     approve: bool | None = None
     reason: str | None = None
+    """The answer of an ``mcp_approval_response`` (also kept on the ``mcp_call`` it answers)."""
     error: CallError | None = None
     """``mcp_call``: why the call failed."""

@@ -186,6 +186,8 @@ class McpTools:
         if item.type != "mcp_approval_response" or item.mcp is None:
             return
         pending = self._approvals.pop(str(item.mcp.approval_request_id))
+        assert pending.call.mcp is not None
+        pending.call.mcp.approve, pending.call.mcp.reason = item.mcp.approve, item.mcp.reason
         if item.mcp.approve:
             task = self._spawn(self._run_approved(pending))
             self._calls.add(task)
@@ -314,7 +316,7 @@ class McpTurn:
         self.rounds += 1
         messages = [*request.messages]
         for item in calls:
-            messages.extend(mcp_messages(item, []))
+            messages.extend(mcp_call_messages(item))
         may_call = request.tool_choice == "auto" and self.rounds < MAX_ROUNDS
         return replace(request, messages=messages, tool_choice="auto" if may_call else "none")
 
@@ -331,34 +333,21 @@ def _compact(schema: dict[str, Any]) -> dict[str, Any]:
     return compact
 
 
-def mcp_messages(item: Item, items: list[Item]) -> list[dict[str, Any]]:
-    """What the model sees of an MCP item: a call and its result; listings and approvals
-    show through the calls they belong to."""
-    if item.type != "mcp_call":
-        return []
+def mcp_call_messages(item: Item) -> list[dict[str, Any]]:
+    """What the model sees of an ``mcp_call`` item: the call and its result (listings and
+    approvals show through the calls they belong to)."""
     details = item.mcp or McpDetails()
     if item.output is not None:
         result = item.output
     elif details.error is not None:
         result = f"Error: {details.error.message}"
+    elif details.approval_request_id is None or details.approve:
+        result = "The call returned nothing."
+    elif details.approve is None:
+        result = "This call is waiting for the user's approval; it has not run."
     else:
-        answer = next(
-            (
-                i.mcp
-                for i in items
-                if i.type == "mcp_approval_response"
-                and i.mcp is not None
-                and i.mcp.approval_request_id == details.approval_request_id
-            ),
-            None,
-        )
-        if details.approval_request_id is None or (answer is not None and answer.approve):
-            result = "The call returned nothing."
-        elif answer is None:
-            result = "This call is waiting for the user's approval; it has not run."
-        else:
-            reason = f" ({answer.reason})" if answer.reason else ""
-            result = f"The user denied this call{reason}; it did not run."
+        reason = f" ({details.reason})" if details.reason else ""
+        result = f"The user denied this call{reason}; it did not run."
     return [
         {
             "role": "assistant",
