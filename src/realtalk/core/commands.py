@@ -14,8 +14,6 @@ from realtalk.core.items import Item
 class UpdateSession:
     event_id: str | None
     config: SessionConfig
-    transcription_only: bool = False
-    """Beta ``transcription_session.update``: answered with ``transcription_session.updated``."""
     kind: Literal["update_session"] = "update_session"
 
 

@@ -83,7 +83,7 @@ class RealtimeSession:
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self.transcriber = InputTranscriber(
-            models.stt, self.events, self.emit, self._spawn, lambda: self.config.transcription
+            models.stt, self.events, self.emit, self._spawn, lambda: self.config
         )
         self.server_tools = ServerToolCalls(tools, self._spawn)
         self.speculator = ReplySpeculator(
@@ -100,7 +100,8 @@ class RealtimeSession:
     def start(self) -> None:
         """Queue the opening events."""
         self.emit(self.events.session_created(self.config))
-        self.emit(self.events.conversation_created(self.conversation_id))
+        if self.config.type == "realtime":
+            self.emit(self.events.conversation_created(self.conversation_id))
 
     async def aclose(self) -> None:
         """Stop every task this session owns and free its per-session state."""
@@ -169,10 +170,7 @@ class RealtimeSession:
         match command:
             case cmd.UpdateSession():
                 self._update_config(command.config)
-                if command.transcription_only:
-                    self.emit(self.events.transcription_session_updated(self.config))
-                else:
-                    self.emit(self.events.session_updated(self.config))
+                self.emit(self.events.session_updated(self.config))
             case cmd.AppendAudio():
                 if self.transport == "webrtc":
                     raise ProtocolError(
