@@ -261,3 +261,19 @@ async def test_a_realtime_session_is_not_turned_into_a_transcription_one() -> No
         )
         assert session.config.type == "realtime"
         await session.aclose()
+
+
+async def test_manual_turns_are_transcribed(make_session: Any) -> None:
+    client = make_session("ga", stt=ScriptedSTT(["by hand"]), turn_detection=None)
+    client.drain()
+    await client.audio(np.concatenate([tone(600), silence(200)]))
+    await client.send({"type": "input_audio_buffer.commit"})
+    events = await client.until("conversation.item.done")
+    assert types(events) == [
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.done",
+    ]
+    assert events[-2]["transcript"] == "by hand"
