@@ -6,18 +6,33 @@ import io
 import shutil
 import subprocess
 import wave
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import soxr
 from openai.types.beta.realtime import realtime_server_event as beta_server
+from openai.types.beta.realtime.transcription_session import TranscriptionSession
 from openai.types.realtime import realtime_server_event as ga_server
 from pydantic import BaseModel
 
 from realtalk.protocol.client_events import event_models
 
+
+class TranscriptionSessionCreatedEvent(BaseModel):
+    """Beta ``transcription_session.created``: in OpenAI's API reference (the first event of a
+    beta transcription session) but not in the Python package's union; its session is the one
+    of ``transcription_session.updated``."""
+
+    event_id: str
+    session: TranscriptionSession
+    type: Literal["transcription_session.created"]
+
+
 SERVER_MODELS = {
-    "beta": event_models(beta_server.RealtimeServerEvent),
+    "beta": {
+        **event_models(beta_server.RealtimeServerEvent),
+        "transcription_session.created": TranscriptionSessionCreatedEvent,
+    },
     "ga": event_models(ga_server.RealtimeServerEvent),
 }
 GA_ONLY = {

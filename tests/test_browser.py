@@ -131,6 +131,62 @@ def test_spoken_turn_in_the_browser(engine: LiveServer, tmp_path: Path) -> None:
         wait_sessions_zero(engine)
 
 
+RECORD_USER_TEXT = """() => {
+  // Every change of a user line in the page's transcript, with what the page had handled.
+  window.userText = [];
+  new MutationObserver(() => {
+    for (const li of document.querySelectorAll("#transcript li.user")) {
+      const item = li.dataset.item;
+      const seen = (type) =>
+        window.realtalk.events.some((e) => e.type === type && e.item_id === item);
+      window.userText.push({
+        item,
+        text: li.querySelector(".text").textContent,
+        partial: li.classList.contains("partial"),
+        stopped: seen("input_audio_buffer.speech_stopped"),
+        completed: seen("conversation.item.input_audio_transcription.completed"),
+      });
+    }
+  }).observe(document.getElementById("transcript"),
+             {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_words_appear_while_the_user_speaks(engine: LiveServer, tmp_path: Path) -> None:
+    wav = write_wav(
+        tmp_path / "long.wav",
+        [
+            silence(2000, 48_000),
+            voice(
+                "I would like to book a table for four people tomorrow evening, "
+                "somewhere quiet near the river.",
+                48_000,
+            ),
+            silence(30_000, 48_000),
+        ],
+    )
+    for page in open_page(wav, engine.url):
+        page.evaluate(RECORD_USER_TEXT)
+        page.get_by_role("button", name="Start").click()
+        completed = wait_for(
+            page,
+            "window.realtalk.events.find("
+            "e => e.type === 'conversation.item.input_audio_transcription.completed')",
+        )
+        changes = [c for c in page.evaluate("window.userText") if c["item"] == completed["item_id"]]
+        # The user's words were on the page, as partial text, before the speech had ended.
+        partial = [c for c in changes if c["partial"] and c["text"] and not c["stopped"]]
+        assert partial, changes
+        assert words(partial[0]["text"]) & {"like", "book", "table", "four"}, partial
+        assert not partial[-1]["completed"]
+        # Then the final transcript replaced them.
+        final = next(e for e in transcript(page) if e["role"] == "user")
+        assert final["text"] == completed["transcript"].strip()
+        assert "partial" not in final["classes"]
+        page.get_by_role("button", name="Stop").click()
+        wait_sessions_zero(engine)
+
+
 def test_push_to_talk_turn(engine: LiveServer, tmp_path: Path) -> None:
     wav = write_wav(
         tmp_path / "ptt.wav",

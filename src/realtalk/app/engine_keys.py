@@ -1,8 +1,10 @@
 """The embedded engine's OpenAI-compatible key endpoints.
 
 - beta ``POST /v1/realtime/sessions``: flat session body → session object + ``client_secret``
-- GA ``POST /v1/realtime/client_secrets``: ``{expires_after?, session}`` → ``{value, expires_at,
-  session}``
+- beta ``POST /v1/realtime/transcription_sessions``: flat transcription session body →
+  transcription session object + ``client_secret``
+- GA ``POST /v1/realtime/client_secrets``: ``{expires_after?, session}`` (``type`` ``realtime``
+  or ``transcription``) → ``{value, expires_at, session}``
 
 Both require the engine's standard key as a Bearer token.
 """
@@ -15,8 +17,19 @@ from fastapi import APIRouter, Depends, Request
 
 from realtalk.app.errors import HTTPError, read_json_object
 from realtalk.app.state import ServerState, server_state
+from realtalk.core.config import SessionConfig
 from realtalk.protocol.errors import ProtocolError
-from realtalk.protocol.sessions import beta_session_object, ga_session_object, parse_session
+from realtalk.protocol.sessions import (
+    apply_shape,
+    beta_session_object,
+    beta_transcription_shape,
+    ga_session_object,
+    parse_session,
+)
+from realtalk.protocol.transcription_sessions import (
+    beta_transcription_session_object,
+    ga_transcription_session_object,
+)
 from realtalk.session.keys import MAX_TTL_S, MIN_TTL_S
 
 router = APIRouter(prefix="/v1/realtime")
@@ -94,6 +107,31 @@ async def create_beta_session(
     return session
 
 
+@router.post("/transcription_sessions")
+async def create_beta_transcription_session(
+    request: Request, state: Annotated[ServerState, Depends(require_standard_key)]
+) -> dict[str, Any]:
+    """Beta: mint an ephemeral key for a transcription session."""
+    body = await read_json_object(request)
+    client_secret = body.pop("client_secret", None)
+    ttl = None
+    if client_secret is not None:
+        if not isinstance(client_secret, dict):
+            raise ProtocolError("'client_secret' must be an object.", param="client_secret")
+        ttl = _ttl(client_secret.get("expires_at"), "client_secret.expires_at")
+    config = apply_shape(beta_transcription_shape(body), state.default_session())
+    value, record = await state.minter.mint(config, "beta", ttl)
+    secret = {"value": value, "expires_at": record.expires_at}
+    return beta_transcription_session_object(
+        config, record.session_id, record.expires_at, client_secret=secret
+    )
+
+
+def with_intent(config: SessionConfig, intent: str | None) -> SessionConfig:
+    """``?intent=transcription`` on a connection's URL starts a transcription session."""
+    return config.as_transcription() if intent == "transcription" else config
+
+
 @router.post("/client_secrets")
 async def create_client_secret(
     request: Request, state: Annotated[ServerState, Depends(require_standard_key)]
@@ -106,8 +144,11 @@ async def create_client_secret(
         session_body = {"type": "realtime"}
     config = parse_session("ga", session_body, state.default_session())
     value, record = await state.minter.mint(config, "ga", ttl)
+    session_object = (
+        ga_transcription_session_object if config.type == "transcription" else ga_session_object
+    )
     return {
         "value": value,
         "expires_at": record.expires_at,
-        "session": ga_session_object(config, record.session_id, record.expires_at),
+        "session": session_object(config, record.session_id, record.expires_at),
     }

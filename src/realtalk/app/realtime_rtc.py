@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from realtalk.app.engine_keys import bearer_token
+from realtalk.app.engine_keys import bearer_token, with_intent
 from realtalk.app.errors import HTTPError
 from realtalk.app.state import ServerState
 from realtalk.core.config import SessionConfig
@@ -229,6 +229,7 @@ async def beta_sdp(request: Request) -> Response:
     model = request.query_params.get("model")
     if model:
         config = config.with_changes(model=model)
+    config = with_intent(config, request.query_params.get("intent"))
     sdp = await _read_sdp(request)
     call = await _start_call(state, config, session_id, "beta", sdp)
     return _sdp_response(call, 201)
@@ -286,6 +287,7 @@ async def ga_calls(request: Request) -> Response:
     model = request.query_params.get("model")
     if model:
         config = config.with_changes(model=model)
+    config = with_intent(config, request.query_params.get("intent"))
     call = await _start_call(state, config, session_id, "ga", sdp)
     return _sdp_response(call, 201)
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from realtalk.app.engine_keys import with_intent
 from realtalk.app.state import ServerState
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import new_id
@@ -97,6 +98,7 @@ async def realtime_websocket(websocket: WebSocket) -> None:
     model = websocket.query_params.get("model")
     if model:
         config = config.with_changes(model=model)
+    config = with_intent(config, websocket.query_params.get("intent"))
 
     await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
     session = RealtimeSession(

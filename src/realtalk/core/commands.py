@@ -15,8 +15,6 @@ from realtalk.core.mcp import McpChoice, McpServer
 class UpdateSession:
     event_id: str | None
     config: SessionConfig
-    transcription_only: bool = False
-    """Beta ``transcription_session.update``: answered with ``transcription_session.updated``."""
     kind: Literal["update_session"] = "update_session"
 
 

@@ -13,6 +13,7 @@ from realtalk.core.formats import AudioFormat
 from realtalk.core.mcp import McpChoice, McpServer
 
 TurnType = Literal["server_vad", "semantic_vad"]
+SessionType = Literal["realtime", "transcription"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ ECHOED = ("noise_reduction", "tracing", "prompt", "include", "parallel_tool_call
 class SessionConfig:
     """Everything a client can set on a Realtime session."""
 
+    type: SessionType = "realtime"
+    """``transcription``: the user's speech is transcribed and no response is ever created."""
     model: str = "realtalk-local"
     instructions: str = ""
     voice: str = "alloy"
@@ -83,3 +86,13 @@ class SessionConfig:
 
     def with_changes(self, **changes: Any) -> SessionConfig:
         return replace(self, **changes)
+
+    def as_transcription(self) -> SessionConfig:
+        """The same input settings as a transcription session, whose turn detection commits
+        turns but never creates, interrupts or idles into a response."""
+        turn = self.turn_detection
+        if turn is not None:
+            turn = replace(
+                turn, create_response=False, interrupt_response=False, idle_timeout_ms=None
+            )
+        return replace(self, type="transcription", turn_detection=turn)

@@ -84,14 +84,15 @@ def _decode(
     except ValidationError as exc:
         raise from_validation_error(exc) from None
 
+    _check_session_type(str(kind), generation, current, data.get("session") or {})
     match kind:
         case "session.update":
-            config = sessions.parse_session(generation, data["session"], current)
-            return cmd.UpdateSession(event_id, config)
-        case "transcription_session.update":
             return cmd.UpdateSession(
-                event_id, _transcription_update(data["session"], current), transcription_only=True
+                event_id, sessions.parse_session(generation, data["session"], current)
             )
+        case "transcription_session.update":
+            shape = sessions.beta_transcription_shape(data["session"])
+            return cmd.UpdateSession(event_id, sessions.apply_shape(shape, current))
         case "input_audio_buffer.append":
             return cmd.AppendAudio(event_id, decode_audio(data["audio"], "audio"))
         case "input_audio_buffer.commit":
@@ -120,13 +121,33 @@ def _decode(
     raise ProtocolError(f"Unsupported event type {kind!r}.", "invalid_value", "type")
 
 
-def _transcription_update(session: Any, current: SessionConfig) -> SessionConfig:
-    if not isinstance(session, Mapping):
-        raise ProtocolError("'session' must be an object.", param="session")
-    allowed = {"input_audio_format", "input_audio_transcription", "turn_detection"}
-    return sessions.parse_session(
-        "beta", {k: v for k, v in session.items() if k in allowed}, current
-    )
+def _check_session_type(
+    kind: str, generation: sessions.Generation, current: SessionConfig, session: Mapping[str, Any]
+) -> None:
+    """A session keeps its type: a transcription session takes only its own update and no
+    ``response.*`` event (it never responds); a realtime session is not turned into one."""
+    if current.type == "transcription" and kind.startswith("response."):
+        raise ProtocolError(
+            f"'{kind}' is not accepted in a transcription session: it never creates responses. "
+            "Read the user's words from conversation.item.input_audio_transcription.delta and "
+            ".completed.",
+            "invalid_value",
+            "type",
+        )
+    if kind == "transcription_session.update":
+        asked = "transcription"
+    elif kind == "session.update" and generation == "ga":
+        asked = "transcription" if session.get("type") == "transcription" else "realtime"
+    elif kind == "session.update":
+        asked = "realtime"  # beta transcription sessions are updated with their own event
+    else:
+        return
+    if asked != current.type:
+        raise ProtocolError(
+            f"Passing a {asked} session update event to a {current.type} session is not allowed.",
+            "invalid_value",
+            "session.type" if kind == "session.update" and generation == "ga" else "type",
+        )
 
 
 def _response_options(generation: sessions.Generation, raw: Any) -> cmd.ResponseOptions:

@@ -15,6 +15,7 @@ from realtalk.core.items import ContentPart, Item, ResponseRecord
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.items import Generation, item_object, part_object
 from realtalk.protocol.sessions import session_object
+from realtalk.protocol.transcription_sessions import transcription_session_object
 
 Event = dict[str, Any]
 
@@ -53,25 +54,21 @@ class ServerEvents:
 
     # session
     def session_created(self, config: SessionConfig) -> Event:
-        return self._event("session.created", session=self._session(config))
+        return self._event(self._session_event(config, "created"), session=self._session(config))
 
     def session_updated(self, config: SessionConfig) -> Event:
-        return self._event("session.updated", session=self._session(config))
+        return self._event(self._session_event(config, "updated"), session=self._session(config))
 
-    def transcription_session_updated(self, config: SessionConfig) -> Event:
-        session = self._session(config)
-        return self._event(
-            "transcription_session.updated",
-            session={
-                "client_secret": {"value": "", "expires_at": self.expires_at},
-                "input_audio_format": session.get("input_audio_format"),
-                "input_audio_transcription": session.get("input_audio_transcription"),
-                "turn_detection": session.get("turn_detection"),
-                "modalities": ["text"],
-            },
-        )
+    def _session_event(self, config: SessionConfig, what: str) -> str:
+        """Beta transcription sessions have their own events (``transcription_session.*``)."""
+        beta_transcription = self.generation == "beta" and config.type == "transcription"
+        return f"{'transcription_session' if beta_transcription else 'session'}.{what}"
 
     def _session(self, config: SessionConfig) -> dict[str, Any]:
+        if config.type == "transcription":
+            return transcription_session_object(
+                self.generation, config, self.session_id, self.expires_at
+            )
         return session_object(self.generation, config, self.session_id, self.expires_at)
 
     def conversation_created(self, conversation_id: str) -> Event | None:

@@ -15,7 +15,13 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from openai.types.beta.realtime.session import Session as BetaSession
+from openai.types.beta.realtime.transcription_session_update import (
+    Session as BetaTranscriptionSession,
+)
 from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
+from openai.types.realtime.realtime_transcription_session_create_request import (
+    RealtimeTranscriptionSessionCreateRequest,
+)
 from pydantic import BaseModel, ValidationError
 
 from realtalk.core.config import (
@@ -241,6 +247,27 @@ _GA_NAMES = {
     "parallel_tool_calls": "parallel_tool_calls",
     "reasoning": "reasoning",
 }
+_BETA_TRANSCRIPTION_NAMES = {
+    name: _BETA_NAMES[name]
+    for name in (
+        "input_audio_format",
+        "input_audio_transcription",
+        "turn_detection",
+        "input_audio_noise_reduction",
+        "include",
+    )
+}
+_GA_TRANSCRIPTION_NAMES = {
+    name: _GA_NAMES[name]
+    for name in (
+        "type",
+        "audio.input.format",
+        "audio.input.transcription",
+        "audio.input.turn_detection",
+        "audio.input.noise_reduction",
+        "include",
+    )
+}
 NULLABLE = frozenset({"transcription", "turn_detection"} | set(ECHOED))
 """Settings where ``null`` means "off"; for the others ``null`` keeps the current value."""
 
@@ -264,16 +291,22 @@ def beta_shape(data: Any) -> Shape:
     return _shape(_validate(BetaSession, data, "session"), _BETA_NAMES)
 
 
+def beta_transcription_shape(data: Any) -> Shape:
+    """A beta transcription session object (``POST /v1/realtime/transcription_sessions``,
+    ``transcription_session.update``), validated by the ``openai`` package's type, normalised."""
+    shape = _shape(_validate(BetaTranscriptionSession, data, "session"), _BETA_TRANSCRIPTION_NAMES)
+    shape["type"] = Field("transcription", "session.type")
+    return shape
+
+
 def ga_shape(data: Any) -> Shape:
-    """A GA (nested) session object, validated by the ``openai`` package's type, normalised."""
+    """A GA (nested) session object, ``realtime`` or ``transcription``, validated by the
+    ``openai`` package's type, normalised."""
     if isinstance(data, Mapping) and data.get("type") == "transcription":
-        raise ProtocolError(
-            "Transcription-only sessions are not supported by the embedded engine yet; use "
-            "type 'realtime' with audio.input.transcription.",
-            "unsupported_session_type",
-            "session.type",
-        )
-    shape = _shape(_validate(RealtimeSessionCreateRequest, data, "session"), _GA_NAMES)
+        valid = _validate(RealtimeTranscriptionSessionCreateRequest, data, "session")
+        shape = _shape(valid, _GA_TRANSCRIPTION_NAMES)
+    else:
+        shape = _shape(_validate(RealtimeSessionCreateRequest, data, "session"), _GA_NAMES)
     for name in ("input_audio_format", "output_audio_format"):
         if name in shape and shape[name].value is not None:
             fmt = shape[name]
@@ -292,7 +325,13 @@ def apply_shape(shape: Shape, base: SessionConfig) -> SessionConfig:
             continue
         match name:
             case "type":
-                continue
+                if value not in ("realtime", "transcription"):
+                    raise ProtocolError(
+                        f"Invalid '{param}': {value!r}. Use 'realtime' or 'transcription'.",
+                        "invalid_value",
+                        param,
+                    )
+                changes["type"] = value
             case "model":
                 if value:
                     changes["model"] = value
@@ -332,7 +371,8 @@ def apply_shape(shape: Shape, base: SessionConfig) -> SessionConfig:
             case _:
                 raise AssertionError(f"unhandled session setting {name}")
     changes["echoed"] = echoed
-    return base.with_changes(**changes)
+    config = base.with_changes(**changes)
+    return config.as_transcription() if config.type == "transcription" else config
 
 
 def parse_session(generation: Generation, data: Any, base: SessionConfig) -> SessionConfig:

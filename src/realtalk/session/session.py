@@ -90,7 +90,7 @@ class RealtimeSession:
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self.transcriber = InputTranscriber(
-            models.stt, self.events, self.emit, self._spawn, lambda: self.config.transcription
+            models.stt, self.events, self.emit, self._spawn, lambda: self.config
         )
         self.server_tools = ServerToolCalls(tools, self._spawn)
         self.speculator = ReplySpeculator(
@@ -110,7 +110,8 @@ class RealtimeSession:
     def start(self) -> None:
         """Queue the opening events."""
         self.emit(self.events.session_created(self.config))
-        self.emit(self.events.conversation_created(self.conversation_id))
+        if self.config.type == "realtime":
+            self.emit(self.events.conversation_created(self.conversation_id))
         self.mcp.configure(self.config.mcp)
 
     async def aclose(self) -> None:
@@ -180,10 +181,7 @@ class RealtimeSession:
         match command:
             case cmd.UpdateSession():
                 self._update_config(command.config)
-                if command.transcription_only:
-                    self.emit(self.events.transcription_session_updated(self.config))
-                else:
-                    self.emit(self.events.session_updated(self.config))
+                self.emit(self.events.session_updated(self.config))
                 self.mcp.configure(self.config.mcp, command.event_id)
             case cmd.AppendAudio():
                 if self.transport == "webrtc":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array
-from realtalk.core.config import Transcription
+from realtalk.core.config import SessionConfig, Transcription
 from realtalk.core.items import Item
 from realtalk.pipeline.stt import SpeechToText, Transcript
 from realtalk.protocol.server_events import Event, ServerEvents
@@ -33,6 +33,9 @@ PARTIAL_MIN_MS = 2_000
 """No partial for a turn's first seconds: a short question is over before a partial would
 show much, and a partial still running when the speaker stops delays the transcript that
 the reply waits for (the STT stage does one job at a time)."""
+PARTIAL_MIN_MS_TRANSCRIBING = 1_000
+"""In a transcription session the text is the product and no reply waits for it, so
+partials start sooner: a turn of a couple of seconds gets one while it is spoken."""
 LOCK_AFTER_MS = 1_500
 """A segment that ended this long before the audio did is settled (if heard the same twice)."""
 
@@ -61,19 +64,23 @@ class InputTranscriber:
         events: ServerEvents,
         emit: Callable[[Event | None], None],
         spawn: Spawn,
-        settings: Callable[[], Transcription | None],
+        config: Callable[[], SessionConfig],
     ) -> None:
         self._stt = stt
         self._events = events
         self._emit = emit
         self._spawn = spawn
-        self._settings = settings
-        """The session's current ``input_audio_transcription`` (None: no transcript events)."""
+        self._config = config
+        """The session's current configuration."""
         self._jobs: dict[str, asyncio.Task[object]] = {}
         self._speculation: tuple[int, asyncio.Task[object]] | None = None
         self._turn: TurnText | None = None
         self.live_partials = True
         """Transcribe turns while they are spoken (off: only at their end)."""
+
+    def _settings(self) -> Transcription | None:
+        """The session's ``input_audio_transcription`` (None: no transcript events)."""
+        return self._config().transcription
 
     async def _run(self, audio: Int16Array, prompt: str | None = None) -> Transcript:
         settings = self._settings()
@@ -98,13 +105,14 @@ class InputTranscriber:
 
     def partial(self, item_id: str, audio_ms: int, audio: Callable[[], Int16Array]) -> None:
         """Maybe transcribe the turn so far (``audio_ms`` long; ``audio`` gives it)."""
-        turn = self._turn
+        turn, config = self._turn, self._config()
+        first_ms = PARTIAL_MIN_MS_TRANSCRIBING if config.type == "transcription" else PARTIAL_MIN_MS
         if (
             turn is None
             or not self.live_partials
             or turn.item_id != item_id
-            or self._settings() is None
-            or audio_ms < PARTIAL_MIN_MS
+            or config.transcription is None
+            or audio_ms < first_ms
             or audio_ms - turn.partial_at_ms < PARTIAL_EVERY_MS
             or (turn.partial is not None and not turn.partial.done())
             or self._stt.busy()

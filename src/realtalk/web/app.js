@@ -79,7 +79,14 @@ function appendText(itemId, role, delta) {
 function finishText(itemId, role, text) {
   const li = entry(itemId, role);
   if (text !== undefined) li.querySelector(".text").textContent = text;
-  li.classList.remove("pending");
+  li.classList.remove("pending", "partial");
+}
+
+// The user's words as they are spoken: the engine sends the words its live transcription
+// has settled on as deltas while the user talks; the final transcript replaces them.
+function showPartial(itemId, delta) {
+  appendText(itemId, "user", delta);
+  entries.get(itemId).classList.add("partial");
 }
 
 function listening() {
@@ -105,7 +112,7 @@ function handle(event) {
       entry(event.item_id, "user");
       break;
     case "conversation.item.input_audio_transcription.delta":
-      appendText(event.item_id, "user", event.delta || "");
+      showPartial(event.item_id, event.delta || "");
       break;
     case "conversation.item.input_audio_transcription.completed":
       finishText(event.item_id, "user", event.transcript.trim() || "(nothing heard)");
