@@ -1,0 +1,141 @@
+"""The OpenAI Agents SDK for JavaScript (``@openai/agents-realtime``) against realtalk, over both
+of its transports: WebSocket from Node, and WebRTC from Chromium on another origin with an
+ephemeral key. The scripts live in tests/js/ (installed by ``make test``: npm ci there); each
+prints a JSON summary that these tests assert on. Every server event is checked twice: by the
+SDK's own zod schemas (in the script) and by the ``openai`` package's types (here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.realtime_helpers import silence, validate_event, voice, words
+
+pytestmark = [pytest.mark.live, pytest.mark.models]
+
+JS_DIR = Path(__file__).parent / "js"
+NODE = shutil.which("node") or "node"
+INSTRUCTIONS = "You are a friendly assistant."
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    assert (JS_DIR / "node_modules" / "@openai" / "agents-realtime").is_dir(), (
+        "the npm packages are missing: run `make js-deps` (make test does)"
+    )
+    server = start_server(
+        tmp_path_factory.mktemp("agents-js"),
+        "agentsjs",
+        {"REALTALK_INSTRUCTIONS": INSTRUCTIONS},
+        ready=True,
+    )
+    yield server
+    stop_server(server)
+
+
+def run_node(script: str, env: dict[str, str], limit_s: float = 300) -> dict[str, Any]:
+    """Run a tests/js script with Node; its last stdout line is the JSON summary."""
+    result = subprocess.run(
+        [NODE, script],
+        cwd=JS_DIR,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=limit_s,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.stderr[-4000:]
+    summary: dict[str, Any] = json.loads(lines[-1])
+    print(json.dumps(summary, indent=1))  # shown by pytest when an assertion fails
+    return summary
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def assert_events_conform(summary: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """No error, and every server event passes the SDK's schemas and the openai types."""
+    assert summary["errors"] == [], summary["errors"]
+    assert summary["server_error_events"] == [], summary["server_error_events"]
+    schema = summary["schema"]
+    assert schema["checked"] == len(events) > 0
+    assert schema["invalid"] == [], schema["invalid"]
+    # A type the SDK has no schema for would be ignored by it.
+    assert schema["unknown_types"] == [], schema["unknown_types"]
+    for event in events:
+        validate_event(event, "ga")
+
+
+def test_agents_js_over_websocket(engine: LiveServer, tmp_path: Path) -> None:
+    question = tmp_path / "question.pcm"
+    pcm = np.concatenate(
+        [silence(500), voice("What's the status of order 1001?"), silence(2000)]
+    ).astype("<i2")
+    question.write_bytes(pcm.tobytes())
+    events_path = tmp_path / "events.jsonl"
+    summary = run_node(
+        "agents_websocket.mjs",
+        {
+            "REALTALK_WS_URL": engine.url.replace("http", "ws", 1) + "/v1/realtime",
+            "REALTALK_API_KEY": engine.api_key,
+            "QUESTION_PCM": str(question),
+            "EVENTS_OUT": str(events_path),
+        },
+    )
+    assert summary["ok"], summary.get("failure")
+    assert_events_conform(summary, read_events(events_path))
+
+    # 1. Spoken question → the SDK ran the tool with the right argument → a spoken answer.
+    spoken = summary["audio_turn"]
+    assert "1001" in spoken["user_transcripts"][0]
+    assert summary["tool_calls"] == ["1001"]
+    assert summary["session_events"]["agent_tool_start"] == 1
+    assert summary["session_events"]["agent_tool_end"] == 1
+    assert spoken["status"] == "completed"
+    assert spoken["audio_bytes"] > 24_000  # ≥ 0.5 s of pcm16 at 24 kHz, as `audio` events
+    assert spoken["audio_done"]
+    assert "shipped" in words(spoken["transcript"]), spoken["transcript"]
+    assert spoken["agent_end_text"] == spoken["transcript"]
+
+    # 2. session.interrupt() while the story is being spoken: the SDK cancels the response and
+    # truncates the item where its (virtual) playback was; realtalk agrees to both.
+    story = summary["interrupted_turn"]
+    assert story["sent"] == ["response.cancel", "conversation.item.truncate"]
+    truncate = story["truncate"]
+    assert story["status"] == "cancelled"
+    assert story["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    assert story["truncated"] == {
+        "item_id": truncate["item_id"],
+        "content_index": truncate["content_index"],
+        "audio_end_ms": truncate["audio_end_ms"],
+    }
+    assert 500 <= truncate["audio_end_ms"] < story["audio_bytes_before"] / 48
+    # The SDK re-reads the truncated item: its transcript stops where playback stopped.
+    retrieved, full = story["retrieved_transcript"].strip(), story["full_transcript"]
+    assert retrieved and len(retrieved) < len(full) and full.startswith(retrieved), story
+    assert story["audio_interrupted"] == 1
+
+    # 3. The session goes on: a plain question gets a spoken answer.
+    after = summary["text_turn"]
+    assert after["status"] == "completed" and after["function_calls"] == 0
+    assert after["audio_bytes"] > 24_000 and after["audio_done"]
+    assert "paris" in words(after["transcript"]), after["transcript"]
+
+    # An interrupted reply still ends its audio (response.output_audio.done), so the SDK fires
+    # audio_stopped for every reply whose audio started.
+    assert story["output_audio_done"], story["events_after_interrupt"]
+    assert story["audio_stopped"] == 1
+    counts = summary["session_events"]
+    assert counts["audio_start"] == counts["audio_stopped"] == 3, counts
