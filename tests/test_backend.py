@@ -174,9 +174,10 @@ def test_cors_backend_does_not_allow_arbitrary_request_headers(settings: Setting
             },
         )
         assert preflight.status_code == 400
-        assert "x-anything-else" not in preflight.headers.get(
-            "access-control-allow-headers", ""
-        ).lower()
+        assert (
+            "x-anything-else"
+            not in preflight.headers.get("access-control-allow-headers", "").lower()
+        )
 
 
 def test_secrets_never_in_responses_or_logs(
