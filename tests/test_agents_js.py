@@ -6,19 +6,25 @@ SDK's own zod schemas (in the script) and by the ``openai`` package's types (her
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.realtime_helpers import silence, validate_event, voice, words
+from tests.test_browser import CHROMIUM, FLAGS, write_wav
 
 pytestmark = [pytest.mark.live, pytest.mark.models]
 
@@ -139,3 +145,133 @@ def test_agents_js_over_websocket(engine: LiveServer, tmp_path: Path) -> None:
     assert story["audio_stopped"] == 1
     counts = summary["session_events"]
     assert counts["audio_start"] == counts["audio_stopped"] == 3, counts
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>Agents SDK over WebRTC</title></head>
+<body><script src="agents_webrtc.js"></script></body></html>
+"""
+
+
+@pytest.fixture
+def other_origin(tmp_path: Path) -> Iterator[str]:
+    """The SDK's browser bundle on a page served from another origin than the engine's."""
+    root = tmp_path / "page"
+    root.mkdir()
+    subprocess.run(
+        [
+            str(JS_DIR / "node_modules" / ".bin" / "esbuild"),
+            "agents_webrtc.mjs",
+            "--bundle",
+            "--format=iife",
+            "--platform=browser",
+            "--target=chrome120",
+            "--log-level=warning",
+            f"--outfile={root / 'agents_webrtc.js'}",
+        ],
+        cwd=JS_DIR,
+        check=True,
+    )
+    (root / "index.html").write_text(PAGE)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def mint_ephemeral_key(engine: LiveServer) -> str:
+    response = httpx.post(
+        f"{engine.url}/v1/realtime/client_secrets",
+        json={"session": {"type": "realtime", "model": "gpt-realtime"}},
+        headers={"Authorization": f"Bearer {engine.api_key}"},
+    )
+    assert response.status_code == 200, response.text
+    key = response.json()["value"]
+    assert isinstance(key, str) and key.startswith("ek_")
+    return key
+
+
+def test_agents_js_over_webrtc_from_another_origin(
+    engine: LiveServer, other_origin: str, tmp_path: Path
+) -> None:
+    wav = write_wav(
+        tmp_path / "question.wav",
+        [
+            silence(3000, 48_000),
+            voice("What's the status of order 1001?", 48_000),
+            silence(90_000, 48_000),
+        ],
+    )
+    config = {
+        "baseUrl": f"{engine.url}/v1/realtime/calls",
+        "ephemeralKey": mint_ephemeral_key(engine),
+    }
+    console: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}"],
+        )
+        try:
+            page = browser.new_page()
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.goto(other_origin)
+            summary: dict[str, Any] = page.evaluate(
+                "config => window.runAgentsWebRTC(config)", config
+            )
+        finally:
+            browser.close()
+    events = summary.pop("events")
+    print(json.dumps(summary, indent=1), *console, sep="\n")
+    assert summary["ok"], summary.get("failure")
+    # Cross-origin: the browser sent a CORS preflight for the SDP POST, and it was allowed.
+    assert summary["page_origin"] != summary["engine_origin"]
+    assert "OPTIONS /v1/realtime/calls" in engine.log_text()
+    assert summary["call_id"] and summary["call_id"].startswith("rtc_")
+    assert_events_conform(summary, events)
+
+    # 1. Spoken question over the microphone track → the SDK ran the tool → the answer played.
+    spoken = summary["voice_turn"]
+    assert any("1001" in t for t in spoken["user_transcripts"]), spoken["user_transcripts"]
+    assert summary["tool_calls"] == ["1001"]
+    assert summary["session_events"]["agent_tool_start"] == 1
+    assert summary["session_events"]["agent_tool_end"] == 1
+    assert spoken["status"] == "completed"
+    assert spoken["buffer_started"] and spoken["buffer_stopped"] and spoken["output_audio_done"]
+    assert spoken["energy_during_reply"] > 0, spoken
+    assert "shipped" in words(spoken["transcript"]), spoken["transcript"]
+
+    # 2. session.interrupt() while the story plays: cancel + clear; the playout stops.
+    story = summary["interrupted_turn"]
+    assert story["sent"] == ["response.cancel", "output_audio_buffer.clear"]
+    assert story["status"] == "cancelled"
+    assert story["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    assert story["cleared"] == [story["response_id"]]
+    assert story["energy_while_playing"] > 0
+    assert story["energy_after_clear"] < story["energy_while_playing"] / 20, story
+
+    # 3. The session goes on.
+    after = summary["text_turn"]
+    assert after["status"] == "completed" and after["function_calls"] == []
+    assert after["buffer_started"] and after["output_audio_done"]
+    assert after["energy_during_reply"] > 0
+    assert "paris" in words(after["transcript"]), after["transcript"]
+
+    # An interrupted reply still ends its audio (response.output_audio.done): the SDK fires
+    # audio_stopped once per reply that spoke.
+    assert story["output_audio_done"], story["events_after_interrupt"]
+    assert summary["session_events"]["audio_stopped"] == 3
