@@ -108,3 +108,51 @@ def voice(text: str, rate: int = 24_000, *, steady: bool = False) -> np.ndarray:
     else:
         samples = _PIPER.speak(text)
     return np.asarray(soxr.resample(samples, _PIPER.sample_rate, rate), dtype=np.int16)
+
+
+def assert_reply_closed(events: list[dict[str, Any]], generation: str) -> dict[str, Any]:
+    """Every item and part the (cancelled) reply started is closed before ``response.done``,
+    as OpenAI closes them: audio/transcript or text done, part done, item done (incomplete)."""
+    names = [e["type"] for e in events]
+    done_at = len(names) - 1 - names[::-1].index("response.done")
+    response = events[done_at]["response"]
+    assert response["status"] == "cancelled"
+    audio_done = "response.audio.done" if generation == "beta" else "response.output_audio.done"
+    transcript_done = (
+        "response.audio_transcript.done"
+        if generation == "beta"
+        else "response.output_audio_transcript.done"
+    )
+    text_done = "response.text.done" if generation == "beta" else "response.output_text.done"
+    started = [
+        e["item"]["id"]
+        for e in events
+        if e["type"] == "response.output_item.added" and e["response_id"] == response["id"]
+    ]
+    assert started, "the reply had started an item"
+    for item_id in started:
+        mine = [
+            i
+            for i, e in enumerate(events)
+            if e.get("item_id") == item_id and e.get("response_id") == response["id"]
+        ]
+        kinds = {events[i]["type"] for i in mine}
+        assert "response.content_part.done" in kinds
+        assert {audio_done, transcript_done} <= kinds or text_done in kinds
+        item_done = [
+            i
+            for i, e in enumerate(events)
+            if e["type"] == "response.output_item.done" and e["item"]["id"] == item_id
+        ]
+        assert len(item_done) == 1 and item_done[0] < done_at
+        assert events[item_done[0]]["item"]["status"] == "incomplete"
+        assert max(mine) < item_done[0]
+        if generation == "ga":
+            conv_done = [
+                e
+                for e in events
+                if e["type"] == "conversation.item.done" and e["item"]["id"] == item_id
+            ]
+            assert len(conv_done) == 1 and conv_done[0]["item"]["status"] == "incomplete"
+    assert all(o["status"] == "incomplete" for o in response["output"])
+    return response

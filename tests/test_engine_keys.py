@@ -156,12 +156,29 @@ async def test_minted_key_is_bound_stored_hashed_and_expires(
         await minter.peek(value)
 
 
-async def test_redeemed_key_cannot_open_a_second_session(
-    client: TestClient, settings: Settings
+async def test_ga_key_opens_sessions_until_it_expires(
+    client: TestClient, settings: Settings, clock: FakeClock
 ) -> None:
-    value = client.post("/v1/realtime/client_secrets", json={}, headers=auth(settings)).json()[
-        "value"
-    ]
+    minted = client.post(
+        "/v1/realtime/client_secrets",
+        json={"expires_after": {"anchor": "created_at", "seconds": 60}},
+        headers=auth(settings),
+    ).json()
+    minter = client.app.state.realtalk.minter  # type: ignore[attr-defined]
+    first = await minter.redeem(minted["value"])
+    assert first.session_id == minted["session"]["id"]
+    clock.now += 59
+    second = await minter.redeem(minted["value"])
+    assert second.session_id != first.session_id and second.config == first.config
+    clock.now += 1
+    with pytest.raises(KeyRejected, match="expired"):
+        await minter.redeem(minted["value"])
+
+
+async def test_beta_key_opens_its_one_session(client: TestClient, settings: Settings) -> None:
+    value = client.post(
+        "/v1/realtime/sessions", json={"model": "gpt-4o-realtime-preview"}, headers=auth(settings)
+    ).json()["client_secret"]["value"]
     minter = client.app.state.realtalk.minter  # type: ignore[attr-defined]
     await minter.redeem(value)
     with pytest.raises(KeyRejected, match="already used"):

@@ -311,8 +311,24 @@ async def test_ephemeral_key_config_and_refusals(engine: LiveServer) -> None:
         validate_event(created, "ga")
         assert created["session"]["instructions"] == "You are Captain Test."
         assert created["session"]["id"] == minted["session"]["id"]
+    # A GA key opens sessions until it expires, each a new one with the key's config.
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+        created = json.loads(await ws.recv())
+        assert created["session"]["instructions"] == "You are Captain Test."
+        assert created["session"]["id"] != minted["session"]["id"]
+    async with httpx.AsyncClient() as http:
+        beta = (
+            await http.post(
+                f"{engine.url}/v1/realtime/sessions",
+                headers={"Authorization": f"Bearer {engine.api_key}"},
+                json={"model": "gpt-4o-realtime-preview"},
+            )
+        ).json()["client_secret"]["value"]
+    beta_headers = {"Authorization": f"Bearer {beta}", "OpenAI-Beta": "realtime=v1"}
+    async with websockets.connect(url, additional_headers=beta_headers) as ws:
+        validate_event(json.loads(await ws.recv()), "beta")
     for bad, reason in (
-        (key, "already used"),
+        (beta, "already used"),
         ("ek_unknown", "Unknown"),
         ("rt_wrong_standard_key", "Not an ephemeral key"),
     ):

@@ -18,7 +18,7 @@ import pytest
 from realtalk.core.config import FunctionTool, SessionConfig, TurnDetection
 from realtalk.session.session import RealtimeSession
 from realtalk.tools import ToolRegistry, tool
-from tests.realtime_helpers import silence, tone, validate_event
+from tests.realtime_helpers import assert_reply_closed, silence, tone, validate_event
 from tests.scripted import ScriptedLLM, ScriptedSTT, call, scripted_models, text
 
 
@@ -623,3 +623,87 @@ async def test_server_side_tool_runs_without_a_client_round_trip(make_session: A
     )
     assert calls == ["1001"]
     assert llm.requests[1].messages[-1]["role"] == "tool"
+
+
+@pytest.mark.parametrize("generation", ["beta", "ga"])
+async def test_barge_in_closes_the_interrupted_items(make_session: Any, generation: str) -> None:
+    llm = ScriptedLLM([[text("This is a long answer. " * 3)], [text("Sure.")]], token_delay_s=0.05)
+    client = make_session(generation, llm=llm)
+    client.drain()
+    await client.audio(np.concatenate([tone(800), silence(700)]))
+    delta = "response.audio.delta" if generation == "beta" else "response.output_audio.delta"
+    events = await client.until(delta)
+    await client.audio(tone(600))
+    events += await client.until("response.done")
+    response = assert_reply_closed(events, generation)
+    assert response["status_details"]["reason"] == "turn_detected"
+
+
+@pytest.mark.parametrize("generation", ["beta", "ga"])
+@pytest.mark.parametrize("modality", ["audio", "text"])
+async def test_response_cancel_closes_the_started_items(
+    make_session: Any, generation: str, modality: str
+) -> None:
+    client = make_session(
+        generation,
+        llm=ScriptedLLM([[text("word, ")] * 60], token_delay_s=0.03),
+        turn_detection=None,
+        audio_output=modality == "audio",
+    )
+    client.drain()
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Talk"}],
+            },
+        }
+    )
+    await client.send({"type": "response.create"})
+    events = await client.until("response.content_part.added")
+    await asyncio.sleep(0.3)
+    await client.send({"type": "response.cancel"})
+    events += await client.until("response.done")
+    response = assert_reply_closed(events, generation)
+    assert response["status_details"]["reason"] == "client_cancelled"
+
+
+async def test_truncate_at_the_received_length_is_exact(make_session: Any) -> None:
+    """A client truncating at floor(bytes / 48), the JS Agents SDK's rule, is accepted at once,
+    whatever the reply's clauses' lengths; up to a frame past the end is clamped."""
+    sentences = [text("One, two. "), text("Three, four, five. "), text("Six seven, eight. ")]
+    client = make_session("ga", llm=ScriptedLLM([sentences]), turn_detection=None)
+    client.drain()
+    await client.send({"type": "response.create"})
+    events = await client.until("response.done")
+    received = sum(
+        len(base64.b64decode(e["delta"]))
+        for e in events
+        if e["type"] == "response.output_audio.delta"
+    )
+    item_id = events[-1]["response"]["output"][0]["id"]
+    part = client.session.conversation.get(item_id).content[0]
+    assert len(part.segments) >= 3
+    assert part.audio_ms == received // 48
+    for end_ms, expected in ((received // 48 + 15, received // 48), (received // 48, None)):
+        await client.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": end_ms,
+            }
+        )
+        truncated = (await client.until("conversation.item.truncated"))[-1]
+        assert truncated["audio_end_ms"] == (expected or end_ms)
+    await client.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": received // 48 + 100,
+        }
+    )
+    assert (await client.until("error"))[-1]["error"]["param"] == "audio_end_ms"

@@ -22,7 +22,6 @@ from tests.realtime_helpers import silence, validate_event, voice
 pytestmark = pytest.mark.models
 
 
-
 @pytest.fixture(scope="module")
 def models() -> Iterator[Models]:
     loaded = load_models(ModelChoice(model_dir=MODEL_DIR))

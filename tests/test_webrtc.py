@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.realtime_helpers import silence, speech, validate_event, words
+from tests.realtime_helpers import assert_reply_closed, silence, speech, validate_event, words
 from tests.rtc_client import RtcClient
 
 pytestmark = [pytest.mark.live, pytest.mark.models]
@@ -221,7 +221,8 @@ async def test_bad_offers_and_keys_leave_nothing_open(
         content=offer,
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/sdp"},
     )
-    assert again.status_code == 401 and "already used" in again.json()["error"]["message"]
+    assert again.status_code == 201, again.text  # a GA key opens calls until it expires
+    await hang_up(http, engine, again)
     missing = await http.post("/v1/realtime/calls/rtc_nope/hangup", headers=standard(engine))
     assert missing.status_code == 404
     await hang_up(http, engine, ok)
@@ -269,6 +270,9 @@ async def test_barge_in_truncates_at_the_played_position(
         validate_event(event, "ga")
     kinds = [e["type"] for e in events]
     assert "input_audio_buffer.speech_started" in kinds
+    # The story was still being generated: the reply is cancelled with its items closed.
+    response_done = assert_reply_closed(client.all_events, "ga")
+    assert response_done["status_details"]["reason"] == "turn_detected"
     truncated = next(e for e in events if e["type"] == "conversation.item.truncated")
     # Cut where the listener was: some of the story was heard, and no more than the time it
     # had been playing (gaps while speech is synthesized count as not played).
@@ -313,7 +317,7 @@ async def test_output_audio_buffer_clear_and_large_events(
             "item": {
                 "type": "message",
                 "role": "user",
-                "content": [{"type": "input_text", "text": "Count slowly from one to thirty."}],
+                "content": [{"type": "input_text", "text": "Count from one to one hundred."}],
             },
         }
     )
@@ -322,6 +326,11 @@ async def test_output_audio_buffer_clear_and_large_events(
     client.send({"type": "output_audio_buffer.clear", "event_id": "evt_clear"})
     events = await client.until("output_audio_buffer.cleared")
     assert not [e for e in events if e["type"] == "error"]
+    for event in events:
+        validate_event(event, "ga")
+    # Still counting when cleared: generation stops and the reply's items are closed.
+    closed = assert_reply_closed(client.all_events, "ga")
+    assert closed["status_details"]["reason"] == "client_cancelled"
     client.send({"type": "input_audio_buffer.append", "audio": "AAAA", "event_id": "evt_rtp"})
     error = (await client.until("error"))[-1]["error"]
     assert error["event_id"] == "evt_rtp" and "RTP" in error["message"]

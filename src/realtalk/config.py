@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     input_transcription: bool = True
     transcription_model: str = "whisper-1"
     transcription_prompt: str | None = None
-    """Vocabulary hint for the speech recognizer. With the example tools and none set, it is
-    told that order numbers are digits."""
+    """Vocabulary hint for the speech recognizer in the page's sessions (API clients set their
+    own, or none). With the example tools and none set, it is told that order numbers are
+    digits."""
 
     model_dir: Path = Field(default_factory=_default_model_dir)
     data_dir: Path = Field(default_factory=_default_data_dir)

@@ -52,7 +52,9 @@ class ServerState:
             model=self.engine_model(),
             instructions=s.instructions,
             voice=s.voice,
-            transcription=Transcription(model=s.transcription_model, prompt=self._stt_prompt())
+            transcription=Transcription(
+                model=s.transcription_model, prompt=self._stt_prompt() if with_tools else None
+            )
             if s.input_transcription
             else None,
             turn_detection=turn,

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -40,6 +41,21 @@ class FunctionTool:
 
 
 @dataclass(frozen=True, slots=True)
+class Truncation:
+    """How the prompt is kept inside the LLM's context (GA ``truncation``)."""
+
+    type: Literal["auto", "disabled", "retention_ratio"] = "auto"
+    retention_ratio: float = 0.8
+    """After a cut, the conversation keeps at most this share of its token budget."""
+    post_instructions: int | None = None
+    """The conversation's token budget after instructions and tools (None: the context's)."""
+
+
+ECHOED = ("noise_reduction", "tracing", "prompt", "include", "parallel_tool_calls", "reasoning")
+"""Settings accepted and echoed back as the client set them, but not acted on."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     """Everything a client can set on a Realtime session."""
 
@@ -58,6 +74,9 @@ class SessionConfig:
     temperature: float = 0.8
     max_output_tokens: int | Literal["inf"] = "inf"
     speed: float = 1.0
+    truncation: Truncation = field(default_factory=Truncation)
+    echoed: Mapping[str, Any] = field(default_factory=dict)
+    """``ECHOED`` settings by name, as the client set them."""
 
     def with_changes(self, **changes: Any) -> SessionConfig:
         return replace(self, **changes)

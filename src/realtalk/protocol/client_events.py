@@ -145,7 +145,9 @@ def _transcription_update(session: Any, current: SessionConfig) -> SessionConfig
     if not isinstance(session, Mapping):
         raise ProtocolError("'session' must be an object.", param="session")
     allowed = {"input_audio_format", "input_audio_transcription", "turn_detection"}
-    return sessions.parse_beta_session({k: v for k, v in session.items() if k in allowed}, current)
+    return sessions.parse_session(
+        "beta", {k: v for k, v in session.items() if k in allowed}, current
+    )
 
 
 def _response_options(generation: sessions.Generation, raw: Any) -> cmd.ResponseOptions:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -19,12 +19,14 @@ from openai.types.realtime.realtime_session_create_request import RealtimeSessio
 from pydantic import BaseModel, ValidationError
 
 from realtalk.core.config import (
+    ECHOED,
     FunctionTool,
     SessionConfig,
     Transcription,
+    Truncation,
     TurnDetection,
 )
-from realtalk.core.formats import BY_MEDIA_TYPE, AudioFormat, ga_format_object
+from realtalk.core.formats import BY_MEDIA_TYPE, ga_format_object
 from realtalk.protocol.errors import ProtocolError, from_validation_error
 
 Generation = Literal["beta", "ga"]
@@ -108,17 +110,13 @@ def _turn_detection(
     return result
 
 
-def _transcription(
-    raw: Mapping[str, Any] | None, current: Transcription | None
-) -> Transcription | None:
+def _transcription(raw: Mapping[str, Any] | None) -> Transcription | None:
+    """A client's transcription object replaces the session's whole (no server default, such
+    as the server's own prompt, survives inside it)."""
     if raw is None:
         return None
-    base = current or Transcription()
-    return Transcription(
-        model=raw.get("model") or base.model,
-        language=raw.get("language", base.language),
-        prompt=raw.get("prompt", base.prompt),
-    )
+    transcription = Transcription(language=raw.get("language"), prompt=raw.get("prompt"))
+    return replace(transcription, model=raw["model"]) if raw.get("model") else transcription
 
 
 def parse_tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
@@ -172,59 +170,83 @@ def parse_tool_choice(choice: Any, tools: tuple[FunctionTool, ...] | None, param
     )
 
 
-def parse_beta_session(data: Any, base: SessionConfig) -> SessionConfig:
-    """Apply a beta (flat) session object to ``base``; keys that are absent keep their value."""
-    data = _validate(BetaSession, data, "session")
-    changes: dict[str, Any] = {}
-    if data.get("model"):
-        changes["model"] = data["model"]
-    if "instructions" in data and data["instructions"] is not None:
-        changes["instructions"] = data["instructions"]
-    if "voice" in data and data["voice"] is not None:
-        changes["voice"] = check_voice(data["voice"], "session.voice")
-    if data.get("modalities") is not None:
-        modalities = data["modalities"]
-        if not modalities:
-            raise ProtocolError(
-                "'session.modalities' must not be empty.", param="session.modalities"
-            )
-        changes["audio_output"] = "audio" in modalities
-    for key in ("input_audio_format", "output_audio_format"):
-        if data.get(key) is not None:
-            changes[key] = data[key]
-    if "input_audio_transcription" in data:
-        changes["transcription"] = _transcription(
-            data["input_audio_transcription"], base.transcription
-        )
-    if "turn_detection" in data:
-        changes["turn_detection"] = _turn_detection(
-            data["turn_detection"], base.turn_detection, "session.turn_detection"
-        )
-    if data.get("tools") is not None:
-        changes["tools"] = parse_tools(data["tools"], "session.tools")
-    if data.get("tool_choice") is not None:
-        changes["tool_choice"] = parse_tool_choice(
-            data["tool_choice"], changes.get("tools", base.tools), "session.tool_choice"
-        )
-    if data.get("temperature") is not None:
-        check_range(data["temperature"], 0.6, 1.2, "session.temperature")
-        changes["temperature"] = float(data["temperature"])
-    if data.get("max_response_output_tokens") is not None:
-        changes["max_output_tokens"] = parse_max_tokens(
-            data["max_response_output_tokens"], "session.max_response_output_tokens"
-        )
-    if data.get("speed") is not None:
-        check_range(data["speed"], 0.25, 1.5, "session.speed")
-        changes["speed"] = float(data["speed"])
-    return base.with_changes(**changes)
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One setting as the client sent it, and where (for errors)."""
+
+    value: Any
+    param: str
 
 
-def _format_name(fmt: Mapping[str, Any]) -> AudioFormat:
-    return BY_MEDIA_TYPE[fmt.get("type") or "audio/pcm"].name
+Shape = dict[str, Field]
+"""A session object in one normalised shape, whatever its generation: the engine's names
+(``SessionConfig``'s, plus the accepted-but-ignored ones) → value and wire path."""
+
+_BETA_NAMES = {
+    "type": "type",
+    "model": "model",
+    "instructions": "instructions",
+    "voice": "voice",
+    "modalities": "output_modalities",
+    "input_audio_format": "input_audio_format",
+    "output_audio_format": "output_audio_format",
+    "input_audio_transcription": "transcription",
+    "turn_detection": "turn_detection",
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "temperature": "temperature",
+    "max_response_output_tokens": "max_output_tokens",
+    "speed": "speed",
+    "input_audio_noise_reduction": "noise_reduction",
+    "tracing": "tracing",
+    "include": "include",
+}
+_GA_NAMES = {
+    "type": "type",
+    "model": "model",
+    "instructions": "instructions",
+    "output_modalities": "output_modalities",
+    "audio.input.format": "input_audio_format",
+    "audio.input.transcription": "transcription",
+    "audio.input.turn_detection": "turn_detection",
+    "audio.input.noise_reduction": "noise_reduction",
+    "audio.output.format": "output_audio_format",
+    "audio.output.voice": "voice",
+    "audio.output.speed": "speed",
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "max_output_tokens": "max_output_tokens",
+    "truncation": "truncation",
+    "tracing": "tracing",
+    "prompt": "prompt",
+    "include": "include",
+    "parallel_tool_calls": "parallel_tool_calls",
+    "reasoning": "reasoning",
+}
+NULLABLE = frozenset({"transcription", "turn_detection"} | set(ECHOED))
+"""Settings where ``null`` means "off"; for the others ``null`` keeps the current value."""
 
 
-def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
-    """Apply a GA (nested) session object to ``base``; keys that are absent keep their value."""
+def _shape(data: Mapping[str, Any], names: Mapping[str, str]) -> Shape:
+    shape: Shape = {}
+    for path, name in names.items():
+        node: Any = data
+        for key in path.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                break
+            node = node[key]
+        else:
+            shape[name] = Field(node, "session." + path)
+    return shape
+
+
+def beta_shape(data: Any) -> Shape:
+    """A beta (flat) session object, validated by the ``openai`` package's type, normalised."""
+    return _shape(_validate(BetaSession, data, "session"), _BETA_NAMES)
+
+
+def ga_shape(data: Any) -> Shape:
+    """A GA (nested) session object, validated by the ``openai`` package's type, normalised."""
     if isinstance(data, Mapping) and data.get("type") == "transcription":
         raise ProtocolError(
             "Transcription-only sessions are not supported by the embedded engine yet; use "
@@ -232,56 +254,85 @@ def parse_ga_session(data: Any, base: SessionConfig) -> SessionConfig:
             "unsupported_session_type",
             "session.type",
         )
-    data = _validate(RealtimeSessionCreateRequest, data, "session")
+    shape = _shape(_validate(RealtimeSessionCreateRequest, data, "session"), _GA_NAMES)
+    for name in ("input_audio_format", "output_audio_format"):
+        if name in shape and shape[name].value is not None:
+            fmt = shape[name]
+            shape[name] = Field(BY_MEDIA_TYPE[fmt.value.get("type") or "audio/pcm"].name, fmt.param)
+    return shape
+
+
+def apply_shape(shape: Shape, base: SessionConfig) -> SessionConfig:
+    """The one session parser: a normalised session object applied to ``base``. Absent
+    settings keep their value; ``null`` turns off the ones that can be off."""
     changes: dict[str, Any] = {}
-    if data.get("model"):
-        changes["model"] = data["model"]
-    if data.get("instructions") is not None:
-        changes["instructions"] = data["instructions"]
-    if data.get("output_modalities") is not None:
-        modalities = data["output_modalities"]
-        if not modalities:
-            raise ProtocolError(
-                "'session.output_modalities' must not be empty.", param="session.output_modalities"
-            )
-        changes["audio_output"] = "audio" in modalities
-    audio = data.get("audio") or {}
-    audio_in = audio.get("input") or {}
-    audio_out = audio.get("output") or {}
-    if audio_in.get("format") is not None:
-        changes["input_audio_format"] = _format_name(audio_in["format"])
-    if "transcription" in audio_in:
-        changes["transcription"] = _transcription(audio_in["transcription"], base.transcription)
-    if "turn_detection" in audio_in:
-        changes["turn_detection"] = _turn_detection(
-            audio_in["turn_detection"], base.turn_detection, "session.audio.input.turn_detection"
-        )
-    if audio_out.get("format") is not None:
-        changes["output_audio_format"] = _format_name(audio_out["format"])
-    if audio_out.get("voice") is not None:
-        changes["voice"] = check_voice(audio_out["voice"], "session.audio.output.voice")
-    if audio_out.get("speed") is not None:
-        check_range(audio_out["speed"], 0.25, 1.5, "session.audio.output.speed")
-        changes["speed"] = float(audio_out["speed"])
-    if data.get("tools") is not None:
-        changes["tools"] = parse_tools(data["tools"], "session.tools")
-    if data.get("tool_choice") is not None:
-        changes["tool_choice"] = parse_tool_choice(
-            data["tool_choice"], changes.get("tools", base.tools), "session.tool_choice"
-        )
-    if data.get("max_output_tokens") is not None:
-        changes["max_output_tokens"] = parse_max_tokens(
-            data["max_output_tokens"], "session.max_output_tokens"
-        )
+    echoed = dict(base.echoed)
+    for name, field in shape.items():
+        value, param = field.value, field.param
+        if value is None and name not in NULLABLE:
+            continue
+        match name:
+            case "type":
+                continue
+            case "model":
+                if value:
+                    changes["model"] = value
+            case "instructions":
+                changes["instructions"] = value
+            case "voice":
+                changes["voice"] = check_voice(value, param)
+            case "output_modalities":
+                if not value:
+                    raise ProtocolError(f"'{param}' must not be empty.", param=param)
+                changes["audio_output"] = "audio" in value
+            case "input_audio_format" | "output_audio_format":
+                changes[name] = value
+            case "transcription":
+                changes["transcription"] = _transcription(value)
+            case "turn_detection":
+                changes["turn_detection"] = _turn_detection(value, base.turn_detection, param)
+            case "tools":
+                changes["tools"] = parse_tools(value, param)
+            case "tool_choice":
+                changes["tool_choice"] = parse_tool_choice(
+                    value, changes.get("tools", base.tools), param
+                )
+            case "temperature":
+                check_range(value, 0.6, 1.2, param)
+                changes["temperature"] = float(value)
+            case "max_output_tokens":
+                changes["max_output_tokens"] = parse_max_tokens(value, param)
+            case "speed":
+                check_range(value, 0.25, 1.5, param)
+                changes["speed"] = float(value)
+            case "truncation":
+                changes["truncation"] = _truncation(value, param)
+            case _ if name in ECHOED:
+                echoed[name] = value
+            case _:
+                raise AssertionError(f"unhandled session setting {name}")
+    changes["echoed"] = echoed
     return base.with_changes(**changes)
 
 
-def parse_session(
-    generation: Generation, data: Mapping[str, Any], base: SessionConfig
-) -> SessionConfig:
-    if generation == "beta":
-        return parse_beta_session(data, base)
-    return parse_ga_session(data, base)
+def parse_session(generation: Generation, data: Any, base: SessionConfig) -> SessionConfig:
+    """A client's session object (either generation) applied to ``base``."""
+    shape = beta_shape(data) if generation == "beta" else ga_shape(data)
+    return apply_shape(shape, base)
+
+
+def _truncation(value: Any, param: str) -> Truncation:
+    if value in ("auto", "disabled"):
+        return Truncation(type=value)
+    ratio = value.get("retention_ratio")
+    check_range(ratio, 0.0, 1.0, f"{param}.retention_ratio")
+    limit = (value.get("token_limits") or {}).get("post_instructions")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ProtocolError(
+            f"Invalid '{param}.token_limits.post_instructions': a positive integer.",
+            param=f"{param}.token_limits.post_instructions",
+        )
+    return Truncation(type="retention_ratio", retention_ratio=float(ratio), post_instructions=limit)
 
 
 def _turn_detection_object(turn: TurnDetection | None) -> dict[str, Any] | None:
@@ -352,14 +403,15 @@ def beta_session_object(config: SessionConfig, session_id: str, expires_at: int)
         "input_audio_format": config.input_audio_format,
         "output_audio_format": config.output_audio_format,
         "input_audio_transcription": _transcription_object(config.transcription),
-        "input_audio_noise_reduction": None,
+        "input_audio_noise_reduction": config.echoed.get("noise_reduction"),
         "turn_detection": _turn_detection_object(config.turn_detection),
         "tools": _tool_objects(config.tools),
         "tool_choice": config.tool_choice,
         "temperature": config.temperature,
         "max_response_output_tokens": config.max_output_tokens,
         "speed": config.speed,
-        "tracing": None,
+        "tracing": config.echoed.get("tracing"),
+        **({"include": config.echoed["include"]} if "include" in config.echoed else {}),
     }
 
 
@@ -379,7 +431,7 @@ def ga_session_object(config: SessionConfig, session_id: str, expires_at: int) -
             "input": {
                 "format": ga_format_object(config.input_audio_format),
                 "transcription": _transcription_object(config.transcription),
-                "noise_reduction": None,
+                "noise_reduction": config.echoed.get("noise_reduction"),
                 "turn_detection": _turn_detection_object(config.turn_detection),
             },
             "output": {
@@ -391,12 +443,28 @@ def ga_session_object(config: SessionConfig, session_id: str, expires_at: int) -
         "tools": _tool_objects(config.tools),
         "tool_choice": tool_choice,
         "max_output_tokens": config.max_output_tokens,
-        "tracing": None,
-        "truncation": "auto",
-        "prompt": None,
+        "tracing": config.echoed.get("tracing"),
+        "truncation": _truncation_object(config.truncation),
+        "prompt": config.echoed.get("prompt"),
         "expires_at": expires_at,
-        "include": None,
+        "include": config.echoed.get("include"),
+        **{
+            name: config.echoed[name]
+            for name in ("parallel_tool_calls", "reasoning")
+            if name in config.echoed
+        },
     }
+
+
+def _truncation_object(truncation: Truncation) -> Any:
+    if truncation.type != "retention_ratio":
+        return truncation.type
+    limits = (
+        {"token_limits": {"post_instructions": truncation.post_instructions}}
+        if truncation.post_instructions is not None
+        else {}
+    )
+    return {"type": "retention_ratio", "retention_ratio": truncation.retention_ratio, **limits}
 
 
 def session_object(

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from realtalk.core.items import Item
 from realtalk.protocol.errors import ProtocolError
 
+TRUNCATE_SLACK_MS = 20
+"""A truncation this far past an item's audio is clamped to its end, not refused (one frame:
+clients compute the played length their own way)."""
+
 
 class Conversation:
     """Items in order; each knows the id of the item before it."""
@@ -66,9 +70,10 @@ class Conversation:
         self._items.remove(item)
         return item
 
-    def truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> Item:
+    def truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> int:
         """Cut an assistant item's audio at ``audio_end_ms``; its transcript keeps only what
-        was heard by then."""
+        was heard by then. Returns where it was cut: up to one frame past the audio's end is
+        taken as the end."""
         item = self.get(item_id)
         if item.type != "message" or item.role != "assistant":
             raise ProtocolError(
@@ -87,6 +92,8 @@ class Conversation:
                 "unsupported_content_type",
                 "content_index",
             )
+        if part.audio_ms < audio_end_ms <= part.audio_ms + TRUNCATE_SLACK_MS:
+            audio_end_ms = part.audio_ms  # a client's own rounding of the length it received
         if audio_end_ms > part.audio_ms:
             raise ProtocolError(
                 f"audio_end_ms ({audio_end_ms}) is longer than the item's audio "
@@ -97,7 +104,7 @@ class Conversation:
         part.transcript = part.transcript_until(audio_end_ms)
         part.segments = [s for s in part.segments if s.start_ms < audio_end_ms]
         part.audio_ms = audio_end_ms
-        return item
+        return audio_end_ms
 
     def _index(self, item_id: str) -> int:
         for index, item in enumerate(self._items):

@@ -1,4 +1,8 @@
-"""Ephemeral keys: short-lived, single-use credentials bound to a session configuration.
+"""Ephemeral keys: short-lived credentials bound to a session configuration.
+
+As on OpenAI: a GA key (``client_secrets``) opens sessions until it expires, each a new
+session with the key's configuration; a beta key (``POST /v1/realtime/sessions``) stands for
+the one session that call created, and opens it once.
 
 Keys are random (256 bits), prefixed ``ek_``, and stored only as a SHA-256 digest; a lookup
 compares digests in constant time. The store is an interface so a shared store (Redis) can
@@ -13,7 +17,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from realtalk.core.config import SessionConfig
@@ -59,6 +63,10 @@ class EphemeralKeyStore(Protocol):
         """Remove and return the record (single use), or ``None`` when there is none."""
         ...
 
+    async def count_use(self, digest: bytes) -> int:
+        """Count one more session opened with a (reusable) key; return the count so far."""
+        ...
+
     async def was_used(self, digest: bytes) -> bool:
         """Was this key redeemed already (and not yet expired)? For a clearer refusal."""
         ...
@@ -70,6 +78,7 @@ class InMemoryKeyStore:
     def __init__(self, clock: Clock = time.time) -> None:
         self._records: dict[bytes, EphemeralKey] = {}
         self._used: dict[bytes, int] = {}
+        self._uses: dict[bytes, int] = {}
         self._clock = clock
         self._lock = asyncio.Lock()
 
@@ -95,6 +104,10 @@ class InMemoryKeyStore:
                 self._used[record.digest] = record.expires_at
             return record
 
+    async def count_use(self, digest: bytes) -> int:
+        self._uses[digest] = self._uses.get(digest, 0) + 1
+        return self._uses[digest]
+
     async def was_used(self, digest: bytes) -> bool:
         return digest in self._used
 
@@ -102,6 +115,7 @@ class InMemoryKeyStore:
         now = self._clock()
         for digest in [d for d, r in self._records.items() if r.expires_at <= now]:
             del self._records[digest]
+            self._uses.pop(digest, None)
         for digest in [d for d, exp in self._used.items() if exp <= now]:
             del self._used[digest]
 
@@ -158,5 +172,12 @@ class KeyMinter:
         return await self._check(value, consume=False)
 
     async def redeem(self, value: str) -> EphemeralKey:
-        """Use a key to open a session: it cannot open another one (raises KeyRejected)."""
-        return await self._check(value, consume=True)
+        """Use a key to open a session (raises :class:`KeyRejected`). A beta key is used up;
+        a GA key opens sessions until it expires, the first with the session id its minting
+        showed, each later one with a new id."""
+        record = await self._check(value, consume=False)
+        if record.generation == "beta":
+            return await self._check(value, consume=True)
+        if await self.store.count_use(record.digest) == 1:
+            return record
+        return replace(record, session_id="sess_" + secrets.token_hex(12))

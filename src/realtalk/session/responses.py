@@ -198,6 +198,8 @@ class ResponseRun:
         try:
             await self._run()
         except asyncio.CancelledError:
+            if self.message is not None and self.message.status == "in_progress":
+                self._close_message("incomplete")
             self._finish("cancelled")
             raise
         except Exception as exc:
@@ -309,7 +311,9 @@ class ResponseRun:
             if self.audio_output
             else WIRE_RATE[self.config.output_audio_format]
         )
-        position_ms = 0
+        position = 0
+        """Samples of the reply so far: lengths are kept exact, never sums of rounded ms, so a
+        client truncating at the length it received (``bytes / 48`` at 24 kHz) is right."""
         while (piece := await speech.get()) is not None:
             resampler = StreamResampler(self.models.tts.sample_rate, out_rate)
             item: Item | None = None
@@ -317,7 +321,7 @@ class ResponseRun:
             samples = 0
             text = ""
             async for pcm in self.models.tts.stream(piece, speed=self.config.speed):
-                if position_ms == 0 and samples == 0:
+                if position == 0 and samples == 0:
                     pcm = trim_lead_in(pcm, self.models.tts.sample_rate)
                 audio = resampler.push(pcm)
                 if item is None:
@@ -329,16 +333,16 @@ class ResponseRun:
                     part.transcript = (part.transcript or "") + text
                     self.emit(self.events.transcript_delta(self.record.id, item.id, index, 0, text))
                 samples += len(audio)
-                part.audio_ms = position_ms + samples * 1000 // out_rate
+                part.audio_ms = (position + samples) * 1000 // out_rate
                 await self._send_audio(item, index, audio, out_rate)
             if item is None:
                 continue
             tail = resampler.flush()
             samples += len(tail)
-            length_ms = samples * 1000 // out_rate
-            part.segments.append(Segment(text, position_ms, position_ms + length_ms))
-            position_ms += length_ms
-            part.audio_ms = position_ms
+            start_ms = position * 1000 // out_rate
+            position += samples
+            part.audio_ms = position * 1000 // out_rate
+            part.segments.append(Segment(text, start_ms, part.audio_ms))
             await self._send_audio(item, index, tail, out_rate)
             if self.gate is not None:
                 await self.gate()

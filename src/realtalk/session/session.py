@@ -373,10 +373,10 @@ class RealtimeSession:
         self.emit(self.events.item_done(item, previous))
 
     def _truncate(self, command: cmd.TruncateItem) -> None:
-        self.conversation.truncate(command.item_id, command.content_index, command.audio_end_ms)
-        self.emit(
-            self.events.item_truncated(command.item_id, command.content_index, command.audio_end_ms)
+        end_ms = self.conversation.truncate(
+            command.item_id, command.content_index, command.audio_end_ms
         )
+        self.emit(self.events.item_truncated(command.item_id, command.content_index, end_ms))
 
     # ---- responses ----------------------------------------------------------------------
     def _create_response(self, options: cmd.ResponseOptions) -> None:
