@@ -211,7 +211,7 @@ def test_agents_js_over_webrtc_from_another_origin(
         tmp_path / "question.wav",
         [
             silence(3000, 48_000),
-            voice("What's the status of order 1001?", 48_000),
+            voice("What's the status of order 1003?", 48_000),
             silence(90_000, 48_000),
         ],
     )
@@ -246,14 +246,14 @@ def test_agents_js_over_webrtc_from_another_origin(
 
     # 1. Spoken question over the microphone track → the SDK ran the tool → the answer played.
     spoken = summary["voice_turn"]
-    assert any("1001" in t for t in spoken["user_transcripts"]), spoken["user_transcripts"]
-    assert summary["tool_calls"] == ["1001"]
+    assert any("1003" in t for t in spoken["user_transcripts"]), spoken["user_transcripts"]
+    assert summary["tool_calls"] == ["1003"]
     assert summary["session_events"]["agent_tool_start"] == 1
     assert summary["session_events"]["agent_tool_end"] == 1
     assert spoken["status"] == "completed"
     assert spoken["buffer_started"] and spoken["buffer_stopped"] and spoken["output_audio_done"]
     assert spoken["energy_during_reply"] > 0, spoken
-    assert "shipped" in words(spoken["transcript"]), spoken["transcript"]
+    assert "delivered" in words(spoken["transcript"]), spoken["transcript"]
 
     # 2. session.interrupt() while the story plays: cancel + clear; the playout stops.
     story = summary["interrupted_turn"]
@@ -262,7 +262,8 @@ def test_agents_js_over_webrtc_from_another_origin(
     assert story["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
     assert story["cleared"] == [story["response_id"]]
     assert story["energy_while_playing"] > 0
-    assert story["energy_after_clear"] < story["energy_while_playing"] / 20, story
+    # From 0.75 s to 1.75 s after the clear, the track carries silence.
+    assert story["energy_after_clear"] < story["energy_while_playing"] / 50, story["after_clear"]
 
     # 3. The session goes on.
     after = summary["text_turn"]

@@ -14,6 +14,8 @@ import { z } from 'zod';
 import { SchemaCheck } from './sdk_schema.mjs';
 
 const STEP_LIMIT_MS = 120_000;
+// The hint realtalk's own page gives its recognizer: the format of an order number.
+const TRANSCRIPTION_HINT = 'Order numbers are written as digits, like order 1001.';
 const ORDERS = {
   1001: { status: 'shipped', arrives: 'Tuesday' },
   1002: { status: 'processing', ships: 'in two days' },
@@ -86,7 +88,16 @@ async function run({ baseUrl, ephemeralKey }) {
   const audioElement = document.createElement('audio');
   document.body.append(audioElement);
   const transport = new OpenAIRealtimeWebRTC({ baseUrl, audioElement });
-  const session = new RealtimeSession(agent, { transport, model: 'gpt-realtime' });
+  const session = new RealtimeSession(agent, {
+    transport,
+    model: 'gpt-realtime',
+    // A vocabulary hint for the speech recognizer, as an application would give OpenAI's.
+    config: {
+      audio: {
+        input: { transcription: { model: 'gpt-4o-mini-transcribe', prompt: TRANSCRIPTION_HINT } },
+      },
+    },
+  });
 
   transport.on('*', (event) => {
     raw.push({ ...event, received_at: since() });
@@ -204,10 +215,16 @@ async function run({ baseUrl, ephemeralKey }) {
     await until('the story to end', () =>
       raw.some((e) => e.type === 'response.done' && e.response.id === storyId),
     );
-    await sleep(300);
-    const energyAtClear = (await playout()).energy;
-    await sleep(1500);
-    const energyAfter = (await playout()).energy;
+    const clearedAt = since();
+    const afterClear = [];
+    for (let i = 0; i < 8; i += 1) {
+      const { energy, samples } = await playout();
+      afterClear.push({ at: since() - clearedAt, energy, samples });
+      await sleep(250);
+    }
+    // What was already in flight and in the jitter buffer plays out first: count from 0.75 s.
+    const energyAtClear = afterClear[3].energy;
+    const energyAfter = afterClear.at(-1).energy;
     await until('audio_stopped', () => count('audio_stopped') > stoppedBefore, 5_000).catch(() => {});
     const storyDone = raw.find((e) => e.type === 'response.done' && e.response.id === storyId);
     const truncated = rawAfter(rawBefore, 'conversation.item.truncated')[0] ?? null;
@@ -220,6 +237,11 @@ async function run({ baseUrl, ephemeralKey }) {
       truncated: truncated && { item_id: truncated.item_id, audio_end_ms: truncated.audio_end_ms },
       energy_while_playing: energyBefore - energyAtStart,
       energy_after_clear: energyAfter - energyAtClear,
+      after_clear: afterClear.map((p) => ({
+        at: p.at,
+        energy: p.energy - afterClear[0].energy,
+        samples: p.samples - afterClear[0].samples,
+      })),
       output_audio_done: forResponse(index, 'response.output_audio.done', storyId).length > 0,
       audio_stopped: count('audio_stopped') - stoppedBefore,
       events_after_interrupt: raw

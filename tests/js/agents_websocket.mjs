@@ -29,6 +29,8 @@ const QUESTION = readFileSync(process.env.QUESTION_PCM);
 const EVENTS_OUT = process.env.EVENTS_OUT;
 const STEP_LIMIT_MS = 120_000;
 
+// The hint realtalk's own page gives its recognizer: the format of an order number.
+const TRANSCRIPTION_HINT = 'Order numbers are written as digits, like order 1001.';
 const ORDERS = {
   1001: { status: 'shipped', arrives: 'Tuesday' },
   1002: { status: 'processing', ships: 'in two days' },
@@ -101,7 +103,14 @@ const agent = new RealtimeAgent({
 });
 
 const transport = new OpenAIRealtimeWebSocket({ url: URL });
-const session = new RealtimeSession(agent, { transport, model: 'gpt-realtime' });
+const session = new RealtimeSession(agent, {
+  transport,
+  model: 'gpt-realtime',
+  // A vocabulary hint for the speech recognizer, as an application would give OpenAI's.
+  config: {
+    audio: { input: { transcription: { model: 'gpt-4o-mini-transcribe', prompt: TRANSCRIPTION_HINT } } },
+  },
+});
 
 transport.on('*', (event) => {
   raw.push(event);
