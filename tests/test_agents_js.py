@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.realtime_helpers import silence, validate_event, voice, words
-from tests.test_browser import CHROMIUM, FLAGS, write_wav
+from tests.test_browser import CHROMIUM, FLAGS, wait_sessions_zero, write_wav
 
 pytestmark = [pytest.mark.live, pytest.mark.models]
 
@@ -71,6 +71,12 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def assert_closed_cleanly(engine: LiveServer) -> None:
+    """The SDK's close() ended the session on the server, which logged no traceback."""
+    wait_sessions_zero(engine)
+    assert "Traceback" not in engine.log_text(), engine.log_text()[-4000:]
+
+
 def assert_events_conform(summary: dict[str, Any], events: list[dict[str, Any]]) -> None:
     """No error, and every server event passes the SDK's schemas and the openai types."""
     assert summary["errors"] == [], summary["errors"]
@@ -102,6 +108,7 @@ def test_agents_js_over_websocket(engine: LiveServer, tmp_path: Path) -> None:
     )
     assert summary["ok"], summary.get("failure")
     assert_events_conform(summary, read_events(events_path))
+    assert_closed_cleanly(engine)
 
     # 1. Spoken question → the SDK ran the tool with the right argument → a spoken answer.
     spoken = summary["audio_turn"]
@@ -243,6 +250,7 @@ def test_agents_js_over_webrtc_from_another_origin(
     assert "OPTIONS /v1/realtime/calls" in engine.log_text()
     assert summary["call_id"] and summary["call_id"].startswith("rtc_")
     assert_events_conform(summary, events)
+    assert_closed_cleanly(engine)
 
     # 1. Spoken question over the microphone track → the SDK ran the tool → the answer played.
     spoken = summary["voice_turn"]
