@@ -292,6 +292,18 @@ def test_agents_js_over_webrtc_from_another_origin(
     assert after["energy_during_reply"] > 0
     assert "paris" in words(after["transcript"]), after["transcript"]
 
+    # The SDK's history: the tool's output, the cut reply, the last answer.
+    history = summary["history"]
+    calls = [h for h in history if h["type"] == "function_call"]
+    assert [c["name"] for c in calls] == ["get_order_status"]
+    assert json.loads(calls[0]["output"])["status"] == "delivered"
+    assert [h["status"] for h in history if h["role"] == "assistant"][-2:] == [
+        "incomplete",
+        "completed",
+    ], history
+    assert history[-1]["text"] == after["transcript"]
+    assert not [line for line in console if line.startswith("error")], console
+
     # An interrupted reply still ends its audio (response.output_audio.done): the SDK fires
     # audio_stopped once per reply that spoke.
     assert story["output_audio_done"], story["events_after_interrupt"]

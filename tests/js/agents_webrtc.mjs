@@ -262,6 +262,14 @@ async function run({ baseUrl, ephemeralKey }) {
     RTCDataChannel.prototype.send = originalSend;
   }
   summary.tool_calls = toolCalls;
+  summary.history = session.history.map((item) => ({
+    type: item.type,
+    role: item.role ?? null,
+    status: item.status ?? null,
+    name: item.name ?? null,
+    output: item.output ?? null,
+    text: (item.content ?? []).map((part) => part.transcript ?? part.text ?? '').join(' '),
+  }));
   summary.session_events = Object.fromEntries(
     ['audio_start', 'audio_stopped', 'audio_interrupted', 'agent_end', 'agent_tool_start', 'agent_tool_end'].map(
       (name) => [name, count(name)],
