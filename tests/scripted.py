@@ -74,6 +74,9 @@ class ScriptedLLM:
     requests: list[LLMRequest] = field(default_factory=list)
     context_tokens: int = 4096
 
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4 + 1
+
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         self.requests.append(request)
         script = self.scripts.pop(0) if self.scripts else [TextDelta("Okay.")]

@@ -439,6 +439,37 @@ async def test_idle_timeout_triggers_a_turn(make_session: Any) -> None:
     assert "input_audio_buffer.timeout_triggered" in types(events)
 
 
+async def test_idle_timeout_counts_from_the_end_of_playback(make_session: Any) -> None:
+    """Over a WebSocket the client plays the reply as it arrives: the timeout starts when it
+    has had the time to play it all, not at ``response.done``."""
+    turn = TurnDetection(idle_timeout_ms=5000)
+    reply = "A reply that takes some seconds to play. " * 2
+    client = make_session("ga", llm=ScriptedLLM([[text(reply)]]), turn_detection=turn)
+    client.drain()
+    loop = asyncio.get_running_loop()
+    await client.audio(np.concatenate([tone(600), silence(700)]))
+    await client.until("response.output_audio.delta")
+    first_audio = loop.time()
+    done = (await client.until("response.done"))[-1]["response"]
+    played_s = client.session.conversation.get(done["output"][0]["id"]).content[0].audio_ms / 1000
+    assert played_s > 3 and loop.time() - first_audio < 1  # sent far faster than it plays
+    await client.audio(silence(100))
+    await client.until("input_audio_buffer.timeout_triggered", limit_s=15)
+    assert loop.time() - first_audio >= played_s + 5
+
+
+async def test_beta_clients_get_no_timeout_triggered_event(make_session: Any) -> None:
+    turn = TurnDetection(idle_timeout_ms=5000)
+    client = make_session(
+        "beta", llm=ScriptedLLM([[text("Still there?")]]), turn_detection=turn, audio_output=False
+    )
+    client.drain()
+    client.session._start_idle_timer()
+    events = await client.until("response.done", limit_s=8)
+    assert "input_audio_buffer.timeout_triggered" not in types(events)
+    assert "input_audio_buffer.committed" in types(events)
+
+
 @pytest.mark.parametrize(
     ("raw", "code", "param"),
     [

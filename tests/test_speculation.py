@@ -115,25 +115,46 @@ async def test_a_change_before_the_commit_means_a_fresh_reply(make_session: Any)
     assert events[-1]["response"]["status"] == "completed"
 
 
-def test_the_prompt_history_is_cut_in_steps_at_a_user_message() -> None:
-    from realtalk.core.items import Item
-    from realtalk.session.responses import HISTORY_ITEMS, history
+def test_the_prompt_window_cuts_in_steps_at_a_user_message() -> None:
+    """Over budget, the oldest items leave the prompt down to the retention share, at a user
+    message; the cut then stays put for the next turns (a stable cached prefix)."""
+    from realtalk.core.config import Truncation
+    from realtalk.core.items import ContentPart, Item
+    from realtalk.session.prompt import PromptWindow
+
+    def message(role: str, i: int) -> Item:
+        part = ContentPart("input_text" if role == "user" else "output_text", text="word " * 20)
+        return Item("message", id=f"{role[0]}{i}", role=role, content=[part])  # type: ignore[arg-type]
 
     def conversation(turns: int) -> list[Item]:
-        items = []
-        for i in range(turns):
-            items.append(Item("message", id=f"u{i}", role="user"))
-            items.append(Item("message", id=f"a{i}", role="assistant"))
-        return items
+        return [m for i in range(turns) for m in (message("user", i), message("assistant", i))]
 
-    assert history(conversation(20)) == conversation(20)  # 40 items: all of them
-    firsts = [history([*conversation(t), Item("message", role="user")])[0].id for t in (20, 25, 29)]
-    assert firsts == ["u10", "u10", "u10"]  # the same cut for many turns: a stable prefix
-    later = history([*conversation(30), Item("message", role="user")])
-    assert later[0].id == "u20" and len(later) <= HISTORY_ITEMS
-    calls = conversation(20)
-    calls[20] = Item("function_call_output", id="out", call_id="c")  # the cut lands on it
-    assert history([*calls, Item("message", role="user")])[0].role == "user"
+    def count(text: str) -> int:
+        return len(text.split())
+
+    window = PromptWindow()
+    auto = Truncation()
+    per_item = 20 + 8 + 4  # words, template overhead, the JSON keys counted as words
+    budget = per_item * 20  # ten turns fit
+    assert window.fit(conversation(10), budget=budget, truncation=auto, count=count)[0].id == "u0"
+    cut = window.fit(conversation(11), budget=budget, truncation=auto, count=count)
+    assert cut[0].role == "user" and cut[0].id != "u0"
+    assert len(cut) * per_item <= budget * 0.75 + per_item
+    firsts = {
+        window.fit(conversation(t), budget=budget, truncation=auto, count=count)[0].id
+        for t in (11, 12, 13)
+    }
+    assert firsts == {cut[0].id}  # the same start for the next turns
+    ratio = Truncation(type="retention_ratio", retention_ratio=0.5, post_instructions=per_item * 8)
+    kept = PromptWindow().fit(conversation(10), budget=budget, truncation=ratio, count=count)
+    assert len(kept) <= 4 and kept[0].role == "user"
+    everything = PromptWindow().fit(
+        conversation(30), budget=budget, truncation=Truncation(type="disabled"), count=count
+    )
+    assert len(everything) == 60
+    calls = conversation(11)
+    calls[2] = Item("function_call_output", id="out", call_id="c")  # where the cut would land
+    assert PromptWindow().fit(calls, budget=budget, truncation=auto, count=count)[0].role == "user"
 
 
 async def test_closing_during_a_held_reply_leaves_nothing_behind(make_session: Any) -> None:

@@ -99,6 +99,8 @@ class Call:
 
     def _on_playout(self, what: str, response_id: str) -> None:
         self.session.emit(self.session.events.output_audio_buffer(what, response_id))
+        if what == "stopped":
+            self.session.playout_stopped()
 
     def _on_ended(self, reason: str) -> None:
         log.info("call %s: %s", self.call_id, reason)

@@ -36,6 +36,9 @@ class ContentPart:
     """Length of the audio this part carries (input or output), in milliseconds."""
     segments: list[Segment] = field(default_factory=list)
     """Output audio only: the transcript piece by piece, with audio positions."""
+    audio: bytes | None = None
+    """Input audio a client put in an item (wire bytes, the session's input format), kept
+    until it is transcribed."""
 
     def transcript_until(self, audio_end_ms: int) -> str:
         """The transcript of what was heard up to ``audio_end_ms``."""

@@ -7,8 +7,6 @@ becomes a :class:`ProtocolError` that names the ``param`` and echoes the ``event
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import typing
 from collections.abc import Mapping
@@ -23,10 +21,7 @@ from realtalk.core.config import SessionConfig
 from realtalk.core.formats import BY_MEDIA_TYPE
 from realtalk.protocol import sessions
 from realtalk.protocol.errors import ProtocolError, from_validation_error
-from realtalk.protocol.items import item_from_wire
-
-MAX_APPEND_BYTES = 15 * 1024 * 1024
-"""OpenAI's limit on one ``input_audio_buffer.append`` (decoded audio)."""
+from realtalk.protocol.items import decode_audio, item_from_wire
 
 
 def event_models(union: Any) -> dict[str, type[BaseModel]]:
@@ -93,7 +88,7 @@ def _decode(
                 event_id, _transcription_update(data["session"], current), transcription_only=True
             )
         case "input_audio_buffer.append":
-            return cmd.AppendAudio(event_id, _decode_audio(data["audio"]))
+            return cmd.AppendAudio(event_id, decode_audio(data["audio"], "audio"))
         case "input_audio_buffer.commit":
             return cmd.CommitAudio(event_id)
         case "input_audio_buffer.clear":
@@ -118,27 +113,6 @@ def _decode(
         case "response.cancel":
             return cmd.CancelResponse(event_id, data.get("response_id"))
     raise ProtocolError(f"Unsupported event type {kind!r}.", "invalid_value", "type")
-
-
-def _decode_audio(audio: str) -> bytes:
-    if len(audio) > (MAX_APPEND_BYTES * 4) // 3 + 4:
-        raise ProtocolError(
-            f"Audio too large: an input_audio_buffer.append carries at most "
-            f"{MAX_APPEND_BYTES // (1024 * 1024)} MiB of audio.",
-            "audio_too_large",
-            "audio",
-        )
-    try:
-        decoded = base64.b64decode(audio, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError(
-            "Invalid 'audio': not valid base64.", "invalid_value", "audio"
-        ) from None
-    if len(decoded) > MAX_APPEND_BYTES:
-        raise ProtocolError(
-            "Audio too large: at most 15 MiB per append.", "audio_too_large", "audio"
-        )
-    return decoded
 
 
 def _transcription_update(session: Any, current: SessionConfig) -> SessionConfig:

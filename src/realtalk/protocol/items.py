@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from realtalk.core.items import ContentPart, Item, PartType
@@ -50,6 +52,29 @@ def item_object(item: Item, generation: Generation) -> dict[str, Any]:
     return base
 
 
+MAX_AUDIO_BYTES = 15 * 1024 * 1024
+"""OpenAI's limit on one ``input_audio_buffer.append``; the same for audio in an item."""
+
+
+def decode_audio(audio: str, param: str) -> bytes:
+    """Base64 audio from a client event, size-checked before and after decoding."""
+    too_large = ProtocolError(
+        f"Audio too large: at most {MAX_AUDIO_BYTES // (1024 * 1024)} MiB per event.",
+        "audio_too_large",
+        param,
+    )
+    if len(audio) > (MAX_AUDIO_BYTES * 4) // 3 + 4:
+        raise too_large
+    try:
+        decoded = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        message = f"Invalid '{param}': not valid base64."
+        raise ProtocolError(message, "invalid_value", param) from None
+    if len(decoded) > MAX_AUDIO_BYTES:
+        raise too_large
+    return decoded
+
+
 def item_from_wire(raw: Any, param: str = "item") -> Item:
     """A client-supplied item (already shape-checked by the openai types) → :class:`Item`."""
     data = raw.model_dump(exclude_unset=True) if hasattr(raw, "model_dump") else dict(raw)
@@ -65,6 +90,13 @@ def item_from_wire(raw: Any, param: str = "item") -> Item:
         for index, content in enumerate(data.get("content") or []):
             wire_type = content.get("type") or ("input_text" if role != "assistant" else "text")
             part_type = _FROM_WIRE.get(wire_type)
+            if wire_type == "input_image":
+                raise ProtocolError(
+                    "The embedded engine's model cannot see images: 'input_image' content is "
+                    "not supported. Describe the image in 'input_text' instead.",
+                    "unsupported_content_type",
+                    f"{param}.content[{index}].type",
+                )
             if part_type is None:
                 raise ProtocolError(
                     f"Unsupported content type {wire_type!r} at '{param}.content[{index}]'.",
@@ -85,9 +117,17 @@ def item_from_wire(raw: Any, param: str = "item") -> Item:
                     "invalid_value",
                     f"{param}.content[{index}].type",
                 )
+            audio = None
+            if part_type == "input_audio" and content.get("audio"):
+                # A transcript the client gives is the text; otherwise the audio is heard.
+                if not content.get("transcript"):
+                    audio = decode_audio(content["audio"], f"{param}.content[{index}].audio")
             parts.append(
                 ContentPart(
-                    part_type, text=content.get("text"), transcript=content.get("transcript")
+                    part_type,
+                    text=content.get("text"),
+                    transcript=content.get("transcript"),
+                    audio=audio,
                 )
             )
         if not parts:

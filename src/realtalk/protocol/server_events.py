@@ -104,7 +104,11 @@ class ServerEvents:
     def cleared(self) -> Event:
         return self._event("input_audio_buffer.cleared")
 
-    def timeout_triggered(self, audio_start_ms: int, audio_end_ms: int, item_id: str) -> Event:
+    def timeout_triggered(
+        self, audio_start_ms: int, audio_end_ms: int, item_id: str
+    ) -> Event | None:
+        if self.generation == "beta":
+            return None  # a GA event: beta clients never had it
         return self._event(
             "input_audio_buffer.timeout_triggered",
             audio_start_ms=audio_start_ms,

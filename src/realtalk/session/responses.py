@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -20,6 +21,7 @@ from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
 from realtalk.pipeline.models import Models
 from realtalk.pipeline.tts.chunker import ClauseChunker
 from realtalk.protocol.server_events import Event, ServerEvents
+from realtalk.session.prompt import RESERVE, PromptWindow, item_messages, message_tokens
 
 log = logging.getLogger("realtalk.response")
 
@@ -28,14 +30,6 @@ DELTA_MS = 100
 """Audio per ``response.audio.delta`` event."""
 MAX_TOKENS_INF = 512
 """What ``"inf"`` means for a spoken reply from a small local model."""
-HISTORY_ITEMS = 40
-"""At most this many recent items go into the prompt."""
-HISTORY_STEP = 20
-"""The oldest items leave the prompt this many at a time, not one per turn: a prompt whose
-beginning moved every turn would defeat the LLM's cached prefix and be evaluated whole (seen:
-7 s to first audio from the 20th turn of a conversation on)."""
-
-
 LEAD_IN_LEVEL = 200
 """Below this (int16), the start of a reply's first audio is silence, not voice."""
 LEAD_IN_KEEP_MS = 10
@@ -48,19 +42,6 @@ def trim_lead_in(pcm: Int16Array, rate: int) -> Int16Array:
     if loud.size == 0:
         return pcm
     return pcm[max(0, int(loud[0]) - rate * LEAD_IN_KEEP_MS // 1000) :]
-
-
-def history(items: list[Item]) -> list[Item]:
-    """The items the prompt shows: all of a short conversation; of a long one, the recent ones
-    from a cut that moves in steps, starting at a user message."""
-    if len(items) <= HISTORY_ITEMS:
-        return items
-    start = ((len(items) - HISTORY_ITEMS) // HISTORY_STEP + 1) * HISTORY_STEP
-    while start < len(items) - 1 and not (
-        items[start].type == "message" and items[start].role == "user"
-    ):
-        start += 1
-    return items[start:]
 
 
 class AudioOutput(Protocol):
@@ -98,6 +79,7 @@ class ResponseRun:
         audio_output: AudioOutput | None = None,
         on_function_call: Callable[[Item], None] | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
+        window: PromptWindow | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -112,14 +94,19 @@ class ResponseRun:
         self.audio_output = audio_output
         self.on_function_call = on_function_call
         self.gate = gate
+        self.window = window
+        """The session's prompt window (None: this reply's own items, cut as needed)."""
         """Awaited after each spoken piece (a speculative reply waits there until kept)."""
         self.speculative = False
         self.request: LLMRequest | None = None
         self.cancel_reason: CancelReason | None = None
         self._audio_begun = False
+        self._first_audio_at: float | None = None
         self._t0 = time.monotonic()
         self.message: Item | None = None
         self.used_tokens = 0
+        self.cut_off = False
+        """The LLM stopped at ``max_output_tokens``: the response ends ``incomplete``."""
         self._previous: dict[str, str | None] = {}
 
     # ---- helpers --------------------------------------------------------------------------
@@ -160,37 +147,21 @@ class ResponseRun:
         )
         return item
 
-    def _messages(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        if self.instructions:
-            messages.append({"role": "system", "content": self.instructions})
-        for item in history(self.input_items):
-            if item.type == "message":
-                text = item.text_for_model()
-                if text:
-                    messages.append({"role": item.role, "content": text})
-            elif item.type == "function_call":
-                messages.append(
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": item.call_id,
-                                "type": "function",
-                                "function": {
-                                    "name": item.name,
-                                    "arguments": item.arguments or "{}",
-                                },
-                            }
-                        ],
-                    }
-                )
-            else:
-                messages.append(
-                    {"role": "tool", "tool_call_id": item.call_id, "content": item.output or ""}
-                )
-        return messages
+    def _messages(self, tools: tuple[ToolSpec, ...], max_tokens: int) -> list[dict[str, Any]]:
+        """The system message and as much of the conversation as the context holds."""
+        count = self.models.llm.count_tokens
+        system = [{"role": "system", "content": self.instructions}] if self.instructions else []
+        fixed = message_tokens(system, count) + (
+            count(json.dumps([t.parameters for t in tools]))
+            + sum(count(t.name + t.description) for t in tools)
+            if tools
+            else 0
+        )
+        budget = self.models.llm.context_tokens - max_tokens - fixed - RESERVE
+        shown = (self.window or PromptWindow()).fit(
+            self.input_items, budget=max(0, budget), truncation=self.config.truncation, count=count
+        )
+        return system + [m for item in shown for m in item_messages(item)]
 
     # ---- the run --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -208,17 +179,19 @@ class ResponseRun:
             log.warning("response failed: %s: %s", type(exc).__name__, exc)
             self._finish("failed", error=str(exc))
             return
-        self._finish("completed")
+        self._finish("incomplete" if self.cut_off else "completed")
 
     async def _run(self) -> None:
         await self.wait_for_transcripts(self.input_items)
         cfg = self.config
+        tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in cfg.tools)
+        max_tokens = MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens
         request = LLMRequest(
-            messages=self._messages(),
-            tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in cfg.tools),
+            messages=self._messages(tools, max_tokens),
+            tools=tools,
             tool_choice=cfg.tool_choice,
             temperature=cfg.temperature,
-            max_tokens=MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens,
+            max_tokens=max_tokens,
         )
         self.request = request
         self._mark("LLM request")
@@ -240,6 +213,7 @@ class ResponseRun:
                             output_text_tokens=event.completion_tokens,
                         )
                         self.used_tokens = event.prompt_tokens + event.completion_tokens
+                        self.cut_off = event.stop_reason == "length"
             finally:
                 if speaker is not None:
                     for piece in chunker.flush():
@@ -247,7 +221,7 @@ class ResponseRun:
                     speech.put_nowait(None)
         self.record.usage = usage
         if self.message is not None:
-            self._close_message("completed")
+            self._close_message("incomplete" if self.cut_off else "completed")
 
     def _mark(self, what: str) -> None:
         """Debug timing of the reply's stages (no content)."""
@@ -347,7 +321,16 @@ class ResponseRun:
             if self.gate is not None:
                 await self.gate()
 
+    def playback_left(self) -> float:
+        """Seconds until a client playing the reply's audio as it arrived has played it all."""
+        if self._first_audio_at is None or self.message is None or not self.message.content:
+            return 0.0
+        ends = self._first_audio_at + self.message.content[0].audio_ms / 1000
+        return max(0.0, ends - time.monotonic())
+
     async def _send_audio(self, item: Item, index: int, audio: Int16Array, rate: int) -> None:
+        if self._first_audio_at is None:
+            self._first_audio_at = time.monotonic()
         if self.audio_output is not None:
             if not self._audio_begun:
                 self._audio_begun = True
@@ -386,7 +369,9 @@ class ResponseRun:
         self._finish_item(item, status)
 
     def _finish(
-        self, status: Literal["completed", "cancelled", "failed"], error: str | None = None
+        self,
+        status: Literal["completed", "cancelled", "failed", "incomplete"],
+        error: str | None = None,
     ) -> None:
         record = self.record
         for item in record.output:
@@ -398,6 +383,8 @@ class ResponseRun:
                 "type": "cancelled",
                 "reason": self.cancel_reason or "client_cancelled",
             }
+        elif status == "incomplete":
+            record.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
         elif status == "failed":
             record.status_details = {
                 "type": "failed",

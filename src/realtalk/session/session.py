@@ -18,7 +18,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Literal, assert_never
 
-from realtalk.audio.pcm import INTERNAL_RATE, Int16Array, decode_wire
+from realtalk.audio.pcm import INTERNAL_RATE, WIRE_RATE, Int16Array, decode_wire, resample
 from realtalk.core import commands as cmd
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import ContentPart, Item, ResponseRecord, new_id
@@ -27,6 +27,7 @@ from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
 from realtalk.session.conversation import Conversation
+from realtalk.session.prompt import PromptWindow
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
 from realtalk.session.speculation import ReplySpeculator, SpeculativeReply
@@ -76,10 +77,14 @@ class RealtimeSession:
         self.listeners: list[asyncio.Queue[Event]] = []
         """Extra copies of every server event (a sideband WebSocket attached to a call)."""
         self.conversation = Conversation()
+        self.prompt_window = PromptWindow()
         self.conversation_id = new_id("conv")
         self.user = UserTurns(config, models.vad.stream())
         self._active: ResponseRun | None = None
         self._active_task: asyncio.Task[None] | None = None
+        self._side: dict[str, asyncio.Task[None]] = {}
+        """Out-of-band responses (``conversation: "none"``) in progress, by response id: they
+        may run beside the default conversation's response."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self.transcriber = InputTranscriber(
@@ -107,7 +112,7 @@ class RealtimeSession:
         self.closed = True
         held, self.speculator.current = self.speculator.current, None
         held_task = held.task if held is not None else None
-        owned = (*self._tasks, self._active_task, self._idle_task, held_task)
+        owned = (*self._tasks, *self._side.values(), self._active_task, self._idle_task, held_task)
         tasks = [t for t in owned if t is not None]
         for task in tasks:
             task.cancel()
@@ -201,6 +206,11 @@ class RealtimeSession:
             case cmd.CreateResponse():
                 self._create_response(command.options)
             case cmd.CancelResponse():
+                side = self._side.get(command.response_id or "")
+                if side is not None:
+                    side.cancel()
+                    await settle(side)
+                    return
                 active = self._active
                 if active is None or (
                     command.response_id and command.response_id != active.record.id
@@ -370,7 +380,24 @@ class RealtimeSession:
     def _create_item(self, item: Item, previous_item_id: str | None) -> None:
         previous = self.conversation.insert(item, previous_item_id)
         self.emit(self.events.item_added(item, previous))
-        self.emit(self.events.item_done(item, previous))
+        if not self._hear(item, previous, announce=True):
+            self.emit(self.events.item_done(item, previous))
+
+    def _hear(self, item: Item, previous: str | None, *, announce: bool) -> bool:
+        """Transcribe the audio a client put in ``item`` (the LLM reads text); ``False`` when
+        it has none. The item's ``done`` follows its transcript, as for a committed turn."""
+        parts: list[tuple[int, Int16Array]] = []
+        fmt = self.config.input_audio_format
+        for index, part in enumerate(item.content):
+            if part.audio is None:
+                continue
+            samples = resample(decode_wire(part.audio, fmt), WIRE_RATE[fmt], INTERNAL_RATE)
+            part.audio, part.audio_ms = None, len(samples) * 1000 // INTERNAL_RATE
+            parts.append((index, samples))
+        if not parts:
+            return False
+        self.transcriber.start_parts(item, parts, previous, announce=announce)
+        return True
 
     def _truncate(self, command: cmd.TruncateItem) -> None:
         end_ms = self.conversation.truncate(
@@ -380,7 +407,7 @@ class RealtimeSession:
 
     # ---- responses ----------------------------------------------------------------------
     def _create_response(self, options: cmd.ResponseOptions) -> None:
-        if self._active is not None:
+        if self._active is not None and not options.out_of_band:
             raise ProtocolError(
                 f"Conversation already has an active response in progress: "
                 f"{self._active.record.id}. Wait until the response is finished before creating "
@@ -414,12 +441,37 @@ class RealtimeSession:
             )
         if options.input is not None:
             items = [self.conversation.get(e) if isinstance(e, str) else e for e in options.input]
+            for item in options.input:
+                if not isinstance(item, str):
+                    self._hear(item, None, announce=False)
         else:
             items = list(self.conversation)
+        if options.out_of_band:
+            self._start_side(config, options, items)
+            return
         run = self._new_run(config, options, items)
         self._active = run
         self.last_run = run
         self._active_task = asyncio.ensure_future(self._run_response(run))
+
+    def _start_side(
+        self, config: SessionConfig, options: cmd.ResponseOptions, items: list[Item]
+    ) -> None:
+        """An out-of-band response: beside any other, except that over WebRTC one voice plays
+        at a time."""
+        busy = self._active is not None or (
+            self.audio_output is not None and self.audio_output.is_playing()
+        )
+        if config.audio_output and self.audio_output is not None and (busy or self._side):
+            raise ProtocolError(
+                "Over WebRTC one response's audio plays at a time: an out-of-band response "
+                "beside another must be text only (output_modalities ['text']), or wait.",
+                "conversation_already_has_active_response",
+                "response.output_modalities",
+            )
+        run = self._new_run(config, options, items)
+        task = asyncio.ensure_future(self._run_response(run))
+        self._side[run.record.id] = task
 
     def _new_run(
         self, config: SessionConfig, options: cmd.ResponseOptions, items: list[Item]
@@ -447,7 +499,9 @@ class RealtimeSession:
             add_item=self.conversation.insert,
             transcripts=self.transcriber.wait,
             audio_output=self.audio_output,
-            on_function_call=self.server_tools.start,
+            # An out-of-band reply's calls are the client's: their outputs have no conversation.
+            on_function_call=None if options.out_of_band else self.server_tools.start,
+            window=None if options.input is not None else self.prompt_window,
         )
 
     async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
@@ -460,6 +514,8 @@ class RealtimeSession:
                 self._after_response(run)
 
     def _after_response(self, run: ResponseRun) -> None:
+        if self._side.pop(run.record.id, None) is not None:
+            return
         if self._active is run:
             self._active = None
             self._active_task = None
@@ -467,7 +523,7 @@ class RealtimeSession:
         if calls:
             self._spawn(self._finish_server_tools(run, calls))
         else:
-            self._start_idle_timer()
+            self._start_idle_timer(run)
 
     async def _finish_server_tools(self, run: ResponseRun, calls: list[Item]) -> None:
         for call in calls:
@@ -518,20 +574,31 @@ class RealtimeSession:
         return True
 
     # ---- idle timeout -------------------------------------------------------------------
-    def _start_idle_timer(self) -> None:
+    def _start_idle_timer(self, run: ResponseRun | None = None) -> None:
+        """The idle timeout counts from the end of playback: over WebRTC from when the track
+        stops playing (:meth:`playout_stopped`), over a WebSocket from when the client has had
+        time to play the audio it was sent."""
         turn = self.config.turn_detection
         if self.closed or turn is None or turn.idle_timeout_ms is None:
             return
         self._cancel_idle_timer()
-        self._idle_task = asyncio.ensure_future(self._idle(turn.idle_timeout_ms))
+        if self.audio_output is not None and self.audio_output.is_playing():
+            return  # playout_stopped() starts it
+        delay = run.playback_left() if run is not None else 0.0
+        self._idle_task = asyncio.ensure_future(self._idle(turn.idle_timeout_ms, delay))
+
+    def playout_stopped(self) -> None:
+        """WebRTC: the reply's audio has finished playing."""
+        if self._active is None and self._idle_task is None:
+            self._start_idle_timer()
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_task is not None and self._idle_task is not asyncio.current_task():
             self._idle_task.cancel()
         self._idle_task = None
 
-    async def _idle(self, timeout_ms: int) -> None:
-        await asyncio.sleep(timeout_ms / 1000)
+    async def _idle(self, timeout_ms: int, delay_s: float) -> None:
+        await asyncio.sleep(delay_s + timeout_ms / 1000)
         quiet = self.user.timed_out(timeout_ms) if self._active is None else None
         if quiet is None:
             return

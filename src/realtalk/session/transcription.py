@@ -233,6 +233,50 @@ class InputTranscriber:
             )
         self._emit(self._events.item_done(item, previous))
 
+    def start_parts(
+        self,
+        item: Item,
+        parts: list[tuple[int, Int16Array]],
+        previous: str | None,
+        *,
+        announce: bool = True,
+    ) -> None:
+        """Transcribe audio a client put in an item (``conversation.item.create``), part by
+        part; ``announce``: send the transcription events and the item's ``done``."""
+        self._jobs[item.id] = self._spawn(self._transcribe_parts(item, parts, previous, announce))
+
+    async def _transcribe_parts(
+        self,
+        item: Item,
+        parts: list[tuple[int, Int16Array]],
+        previous: str | None,
+        announce: bool,
+    ) -> None:
+        settings = self._settings() if announce else None
+        for index, audio in parts:
+            part = item.content[index]
+            try:
+                result = await self._run(audio)
+            except Exception as exc:  # reported to the client
+                log.warning("transcription failed: %s", type(exc).__name__)
+                part.transcript = ""
+                if settings is not None:
+                    failed = self._events.transcription_failed(
+                        item.id, index, "Transcription failed."
+                    )
+                    self._emit(failed)
+                continue
+            part.transcript = result.text
+            if settings is not None:
+                self._emit(self._events.transcription_delta(item.id, index, result.text))
+                self._emit(
+                    self._events.transcription_completed(
+                        item.id, index, result.text, result.audio_seconds
+                    )
+                )
+        if announce:
+            self._emit(self._events.item_done(item, previous))
+
     async def wait(self, items: Iterable[Item]) -> None:
         """Until these items' transcripts are known (the LLM reads text)."""
         for task in [self._jobs[i.id] for i in items if i.id in self._jobs]:

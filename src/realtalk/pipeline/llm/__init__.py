@@ -56,6 +56,11 @@ LLMEvent = TextDelta | ToolCall | Finished
 class LLM(Protocol):
     context_tokens: int
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in a prompt (exact where the model's tokenizer is at hand,
+        else a safe overestimate): for keeping prompts inside the context."""
+        ...
+
     def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         """Yield deltas and tool calls, then one :class:`Finished`. Closing the iterator
         (or cancelling its consumer) stops generation."""

@@ -97,6 +97,9 @@ class LlamaLLM:
         pieces = self.llama.tokenize(b"<tools>", add_bos=False, special=True)
         self._tool_echo_bias = {pieces[1]: -100.0} if len(pieces) == 3 else {}
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     def warm_up(self) -> None:
         """One tiny generation so the first user does not pay for lazy initialisation."""
         with self._lock:
