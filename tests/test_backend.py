@@ -141,6 +141,45 @@ def test_cors_engine_endpoints_allow_any_origin(client: TestClient) -> None:
     assert "authorization" in allowed and "content-type" in allowed
 
 
+def test_cors_engine_endpoints_allow_any_request_header(client: TestClient) -> None:
+    # The Agents SDK for JavaScript adds X-OpenAI-Agents-SDK to its SDP POST; other clients
+    # add their own. The engine echoes whatever a preflight asks for.
+    for path in ("/v1/realtime/calls", "/v1/realtime/client_secrets", "/v1/realtime"):
+        preflight = client.options(
+            path,
+            headers={
+                "Origin": "http://localhost:5173",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, "
+                "x-openai-agents-sdk, x-anything-else",
+            },
+        )
+        assert preflight.status_code == 200, (path, preflight.text)
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        assert {"authorization", "content-type", "x-openai-agents-sdk", "x-anything-else"} <= {
+            h.lower() for h in allowed
+        }, allowed
+
+
+def test_cors_backend_does_not_allow_arbitrary_request_headers(settings: Settings) -> None:
+    custom = with_settings(settings, **{"cors_origins": ["https://app.example.com"]})
+    with make_client(custom) as client:
+        preflight = client.options(
+            "/api/realtime/session",
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, x-anything-else",
+            },
+        )
+        assert preflight.status_code == 400
+        assert (
+            "x-anything-else"
+            not in preflight.headers.get("access-control-allow-headers", "").lower()
+        )
+
+
 def test_secrets_never_in_responses_or_logs(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -35,15 +35,16 @@ ENGINE_PATH_PREFIX = "/v1/realtime"
 
 
 class SplitCORS:
-    """CORS by path: the engine's ``/v1/realtime*`` allows any origin (the key is the
-    credential, as on OpenAI's API); everything else is same-origin unless configured."""
+    """CORS by path: the engine's ``/v1/realtime*`` allows any origin and any request header
+    (the key is the credential, as on OpenAI's API; SDKs add their own headers, such as
+    ``X-OpenAI-Agents-SDK``); everything else is same-origin unless configured."""
 
     def __init__(self, app: ASGIApp, origins: list[str]) -> None:
         self.engine = CORSMiddleware(
             app,
             allow_origins=["*"],
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "OpenAI-Beta"],
+            allow_headers=["*"],
             expose_headers=["Location"],
             max_age=600,
         )
