@@ -96,9 +96,9 @@ class ResponseRun:
         self.audio_output = audio_output
         self.on_function_call = on_function_call
         self.gate = gate
+        """Awaited after each spoken piece (a speculative reply waits there until kept)."""
         self.window = window
         """The session's prompt window (None: this reply's own items, cut as needed)."""
-        """Awaited after each spoken piece (a speculative reply waits there until kept)."""
         self.mcp = mcp
         """The reply's MCP tools (``session/mcp.py``): their calls run inside the reply."""
         self.speculative = False
