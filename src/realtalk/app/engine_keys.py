@@ -6,11 +6,13 @@
 - GA ``POST /v1/realtime/client_secrets``: ``{expires_after?, session}`` (``type`` ``realtime``
   or ``transcription``) → ``{value, expires_at, session}``
 
-Both require the engine's standard key as a Bearer token.
+Both require the engine's standard key as a Bearer token. Session bodies are parsed in a
+worker thread: checking a session's tool schemas takes milliseconds each.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -100,7 +102,7 @@ async def create_beta_session(
         if not isinstance(client_secret, dict):
             raise ProtocolError("'client_secret' must be an object.", param="client_secret")
         ttl = _ttl(client_secret.get("expires_after"), "client_secret.expires_after")
-    config = parse_session("beta", body, state.default_session())
+    config = await asyncio.to_thread(parse_session, "beta", body, state.default_session())
     value, record = await state.minter.mint(config, "beta", ttl)
     session = beta_session_object(config, record.session_id, record.expires_at)
     session["client_secret"] = {"value": value, "expires_at": record.expires_at}
@@ -142,7 +144,7 @@ async def create_client_secret(
     session_body = body.get("session")
     if session_body is None:
         session_body = {"type": "realtime"}
-    config = parse_session("ga", session_body, state.default_session())
+    config = await asyncio.to_thread(parse_session, "ga", session_body, state.default_session())
     value, record = await state.minter.mint(config, "ga", ttl)
     session_object = (
         ga_transcription_session_object if config.type == "transcription" else ga_session_object

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from realtalk.protocol import wire_json
 from realtalk.protocol.errors import ErrorType, ProtocolError
 
 log = logging.getLogger("realtalk.http")
@@ -56,13 +56,22 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HTTPError(400, f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    data = parse_json_part(raw, None)
     if not isinstance(data, dict):
         raise HTTPError(400, "The body must be a JSON object.", code="invalid_type")
     return data
+
+
+def parse_json_part(raw: str | bytes, param: str | None) -> Any:
+    """A JSON request body (or multipart part) within :mod:`wire_json`'s bounds, or a 400."""
+    try:
+        return wire_json.parse(raw)
+    except ProtocolError as exc:
+        where = f"The '{param}' part" if param else "The body"
+        message = exc.message.removeprefix("Invalid JSON: ")
+        raise HTTPError(
+            400, f"{where} is not valid JSON: {message}", code="invalid_json", param=param
+        ) from None
 
 
 def install_error_handlers(app: FastAPI) -> None:

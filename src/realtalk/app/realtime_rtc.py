@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -23,7 +22,7 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from realtalk.app.engine_keys import bearer_token, with_intent
-from realtalk.app.errors import HTTPError
+from realtalk.app.errors import HTTPError, parse_json_part
 from realtalk.app.state import ServerState
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import new_id
@@ -112,8 +111,7 @@ class Call:
 
     async def _write(self) -> None:
         while True:
-            event = await self.session.outbox.get()
-            self.peer.send(json.dumps(event, separators=(",", ":")))
+            self.peer.send(await self.session.outbox.get_text())
 
     async def _lifetime(self) -> None:
         max_s = self.state.settings.session_max_s
@@ -168,6 +166,17 @@ async def _read_sdp(request: Request) -> str:
             400, "The body is not an SDP offer (it must start with 'v=0').", code="invalid_sdp"
         )
     return sdp
+
+
+async def _part_text(part: UploadFile | str, name: str) -> str:
+    if not isinstance(part, UploadFile):
+        return part
+    try:
+        return (await part.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(
+            400, f"The '{name}' part is not UTF-8 text.", code="invalid_value", param=name
+        ) from None
 
 
 async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfig, str]:
@@ -258,24 +267,11 @@ async def ga_calls(request: Request) -> Response:
                 param="sdp",
                 code="missing_required_parameter",
             )
-        sdp = (await sdp_part.read()).decode() if isinstance(sdp_part, UploadFile) else sdp_part
+        sdp = await _part_text(sdp_part, "sdp")
         config = state.default_session()
         if session_part is not None:
-            raw = (
-                (await session_part.read()).decode()
-                if isinstance(session_part, UploadFile)
-                else session_part
-            )
-            try:
-                session_body = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise HTTPError(
-                    400,
-                    f"The 'session' part is not JSON: {exc}.",
-                    param="session",
-                    code="invalid_json",
-                ) from None
-            config = parse_session("ga", session_body, config)
+            session_body = parse_json_part(await _part_text(session_part, "session"), "session")
+            config = await asyncio.to_thread(parse_session, "ga", session_body, config)
         if not sdp.lstrip().startswith("v=0"):
             raise HTTPError(
                 400, "The 'sdp' part is not an SDP offer.", code="invalid_sdp", param="sdp"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Literal
@@ -24,6 +23,7 @@ from realtalk.core.config import SessionConfig
 from realtalk.core.items import new_id
 from realtalk.protocol.errors import ProtocolError
 from realtalk.session.keys import KeyRejected
+from realtalk.session.outbox import Outbox
 from realtalk.session.responses import settle
 from realtalk.session.session import RealtimeSession
 
@@ -32,6 +32,8 @@ router = APIRouter()
 
 KEY_PROTOCOL = "openai-insecure-api-key."
 BETA_PROTOCOL = "openai-beta.realtime-v1"
+OVERFLOW_REASON = "client is not reading its events"
+CLOSE_WAIT_S = 5.0
 
 
 def _offered_protocols(websocket: WebSocket) -> list[str]:
@@ -113,9 +115,17 @@ async def realtime_websocket(websocket: WebSocket) -> None:
     log.info("session opened", extra={"session_id": session_id, "generation": generation})
     session.start()
     writer = asyncio.ensure_future(_write(websocket, session))
+    reader = asyncio.ensure_future(_read(websocket, session))
+    overflow = asyncio.ensure_future(session.outbox.overflowed.wait())
+    close_code, close_reason = 1000, ""
     try:
         async with asyncio.timeout(state.settings.session_max_s):
-            await _read(websocket, session)
+            await asyncio.wait({reader, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        if overflow.done():
+            log.info("client not reading: closed", extra={"session_id": session_id})
+            close_code, close_reason = 1008, OVERFLOW_REASON
+        else:
+            reader.result()
     except TimeoutError:
         session.emit(
             session.events.error(
@@ -131,12 +141,13 @@ async def realtime_websocket(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        writer.cancel()
-        await settle(writer)
+        for task in (writer, reader, overflow):
+            task.cancel()
+            await settle(task)
         state.live_sessions.discard(session)
         await session.aclose()
         log.info("session closed", extra={"session_id": session_id})
-        await _close(websocket, 1000, "")
+        await _close(websocket, close_code, close_reason)
 
 
 async def _attach_to_call(
@@ -158,30 +169,31 @@ async def _attach_to_call(
         return
     session: RealtimeSession = call.session
     await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
-    events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    events = Outbox()
     session.listeners.append(events)
 
     async def forward() -> None:
         try:
             while True:
-                event = await events.get()
-                await websocket.send_text(json.dumps(event, separators=(",", ":")))
+                await websocket.send_text(await events.get_text())
         except (WebSocketDisconnect, RuntimeError):
             return
 
     writer = asyncio.ensure_future(forward())
     reader = asyncio.ensure_future(_read(websocket, session))
     ended = asyncio.ensure_future(call.finished.wait())
+    overflow = asyncio.ensure_future(events.overflowed.wait())
     try:
-        await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({reader, ended, overflow}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (writer, reader, ended):
+        for task in (writer, reader, ended, overflow):
             task.cancel()
             with contextlib.suppress(Exception):  # a dropped socket is an ordinary end
                 await settle(task)
         with contextlib.suppress(ValueError):
             session.listeners.remove(events)
-        await _close(websocket, 1000, "")
+        overflowed = events.overflowed.is_set()
+        await _close(websocket, *((1008, OVERFLOW_REASON) if overflowed else (1000, "")))
 
 
 async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
@@ -198,25 +210,23 @@ async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
 async def _write(websocket: WebSocket, session: RealtimeSession) -> None:
     try:
         while True:
-            event = await session.outbox.get()
-            await websocket.send_text(json.dumps(event, separators=(",", ":")))
+            await websocket.send_text(await session.outbox.get_text())
     except (WebSocketDisconnect, RuntimeError):
         return  # the reader sees the disconnect and ends the session
 
 
 async def _drain(websocket: WebSocket, session: RealtimeSession) -> None:
-    while not session.outbox.empty():
-        try:
-            await websocket.send_text(json.dumps(session.outbox.get_nowait()))
-        except (WebSocketDisconnect, RuntimeError):
-            return
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, TimeoutError):
+        async with asyncio.timeout(CLOSE_WAIT_S):
+            while not session.outbox.empty():
+                await websocket.send_text(session.outbox.get_text_nowait())
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Send a close frame; a client that does not read is given ``CLOSE_WAIT_S`` to take it."""
     if websocket.application_state == WebSocketState.CONNECTED and (
         websocket.client_state == WebSocketState.CONNECTED
     ):
-        try:
-            await websocket.close(code, reason)
-        except RuntimeError:
-            pass
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await websocket.close(code, reason)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtalk import __version__
 from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app.body_limits import BodySizeLimit
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
@@ -152,5 +153,6 @@ def create_app(
         return JSONResponse(body, status_code=200 if state.readiness == "ready" else 503)
 
     app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
+    app.add_middleware(BodySizeLimit)  # inside CORS, so a browser can read a 413
     app.add_middleware(SplitCORS, origins=settings.cors_origins)
     return app

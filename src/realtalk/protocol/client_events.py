@@ -7,7 +7,6 @@ becomes a :class:`ProtocolError` that names the ``param`` and echoes the ``event
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from realtalk.core import commands as cmd
 from realtalk.core.config import SessionConfig
 from realtalk.core.formats import BY_MEDIA_TYPE
-from realtalk.protocol import sessions
+from realtalk.protocol import sessions, wire_json
 from realtalk.protocol.errors import ProtocolError, from_validation_error
 from realtalk.protocol.items import decode_audio, item_from_wire
 from realtalk.protocol.mcp import refuse_in_beta
@@ -46,10 +45,7 @@ def decode(
     raw: str | bytes, generation: sessions.Generation, current: SessionConfig
 ) -> cmd.Command:
     """Parse one client event; raise :class:`ProtocolError` (with ``event_id``) when it is wrong."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"Invalid JSON: {exc}.", "invalid_json") from None
+    data = wire_json.parse(raw)
     if not isinstance(data, Mapping):
         raise ProtocolError("A client event must be a JSON object.", "invalid_json")
     event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
@@ -75,10 +71,14 @@ def _decode(
             "invalid_value",
             "type",
         )
-    if generation == "beta" and kind in ("session.update", "response.create"):
-        body = data.get("session" if kind == "session.update" else "response")
-        where = "session.tools" if kind == "session.update" else "response.tools"
-        refuse_in_beta(body.get("tools") if isinstance(body, Mapping) else None, where)
+    if kind in ("session.update", "response.create"):
+        where = "session" if kind == "session.update" else "response"
+        body = data.get(where)
+        sessions.check_size(body, where)
+        if generation == "beta":
+            refuse_in_beta(
+                body.get("tools") if isinstance(body, Mapping) else None, f"{where}.tools"
+            )
     try:
         event = model.model_validate(dict(data))
     except ValidationError as exc:

@@ -6,6 +6,8 @@ cannot express (OpenAI's documented limits) are checked here and reported with t
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import typing
 from collections.abc import Mapping
@@ -42,6 +44,7 @@ from realtalk.protocol.mcp import (
     refuse_in_beta,
 )
 from realtalk.protocol.mcp import parse_mcp_tools as parse_mcp_tools
+from realtalk.protocol.wire_json import check_depth
 
 Generation = Literal["beta", "ga"]
 
@@ -50,6 +53,40 @@ OPENAI_VOICES = frozenset(
 )
 LOCAL_VOICES = frozenset({"joe"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+MAX_TOOLS = 128
+"""Tools in a session or a response at most (OpenAI's documented limit on function tools)."""
+MAX_TOOL_CHARS = 16 * 1024
+"""One tool's definition (name, description and parameter schema), as JSON, at most."""
+MAX_SCHEMA_DEPTH = 32
+"""A tool's parameter schema nests objects and arrays at most this deep."""
+MAX_INSTRUCTIONS_CHARS = 256_000
+"""Instructions at most this long (OpenAI documents the same bound for an assistant's)."""
+
+
+def check_size(data: Any, prefix: str) -> None:
+    """OpenAI's length limits on a session or response object, checked on the raw JSON
+    before any validation whose cost grows with it."""
+    if not isinstance(data, Mapping):
+        return
+    instructions = data.get("instructions")
+    if isinstance(instructions, str) and len(instructions) > MAX_INSTRUCTIONS_CHARS:
+        raise ProtocolError(
+            f"Invalid '{prefix}.instructions': string too long. Expected a string with maximum "
+            f"length {MAX_INSTRUCTIONS_CHARS}, but got a string with length {len(instructions)} "
+            "instead.",
+            "string_above_max_length",
+            f"{prefix}.instructions",
+        )
+    tools = data.get("tools")
+    if isinstance(tools, list) and len(tools) > MAX_TOOLS:
+        raise ProtocolError(
+            f"Invalid '{prefix}.tools': array too long. Expected an array with maximum length "
+            f"{MAX_TOOLS}, but got an array with length {len(tools)} instead.",
+            "array_above_max_length",
+            f"{prefix}.tools",
+        )
 
 
 def _validate(model: type[BaseModel], data: Any, prefix: str) -> dict[str, Any]:
@@ -160,15 +197,33 @@ def parse_tools(raw: list[Any], param: str) -> tuple[FunctionTool, ...]:
             raise ProtocolError(
                 f"'{where}.parameters' must be a JSON Schema object.", param=f"{where}.parameters"
             )
-        try:
-            Draft202012Validator.check_schema(parameters)
-        except SchemaError as exc:
+        if len(json.dumps(tool)) > MAX_TOOL_CHARS:
             raise ProtocolError(
-                f"Invalid '{where}.parameters': not a valid JSON Schema ({exc.message}).",
+                f"Invalid '{where}': a tool's definition is at most {MAX_TOOL_CHARS} characters "
+                "of JSON.",
+                "string_above_max_length",
+                where,
+            )
+        check_depth(parameters, MAX_SCHEMA_DEPTH, f"{where}.parameters")
+        problem = _schema_problem(json.dumps(parameters, sort_keys=True))
+        if problem is not None:
+            raise ProtocolError(
+                f"Invalid '{where}.parameters': not a valid JSON Schema ({problem}).",
                 param=f"{where}.parameters",
-            ) from None
+            )
         tools.append(FunctionTool(name, tool.get("description") or "", parameters))
     return tuple(tools)
+
+
+@functools.lru_cache(maxsize=512)
+def _schema_problem(schema: str) -> str | None:
+    """Why a tool's parameter schema (canonical JSON) is not a valid JSON Schema, or None.
+    Milliseconds each, so remembered: clients send the same tools on every update."""
+    try:
+        Draft202012Validator.check_schema(json.loads(schema))
+    except SchemaError as exc:
+        return exc.message
+    return None
 
 
 def parse_tool_choice(
@@ -287,6 +342,7 @@ def _shape(data: Mapping[str, Any], names: Mapping[str, str]) -> Shape:
 
 def beta_shape(data: Any) -> Shape:
     """A beta (flat) session object, validated by the ``openai`` package's type, normalised."""
+    check_size(data, "session")
     refuse_in_beta(data.get("tools") if isinstance(data, Mapping) else None, "session.tools")
     return _shape(_validate(BetaSession, data, "session"), _BETA_NAMES)
 
@@ -302,6 +358,7 @@ def beta_transcription_shape(data: Any) -> Shape:
 def ga_shape(data: Any) -> Shape:
     """A GA (nested) session object, ``realtime`` or ``transcription``, validated by the
     ``openai`` package's type, normalised."""
+    check_size(data, "session")
     if isinstance(data, Mapping) and data.get("type") == "transcription":
         valid = _validate(RealtimeTranscriptionSessionCreateRequest, data, "session")
         shape = _shape(valid, _GA_TRANSCRIPTION_NAMES)

@@ -13,6 +13,7 @@ task belongs to the session and ends with :meth:`aclose`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Coroutine
@@ -29,12 +30,14 @@ from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
 from realtalk.session.conversation import Conversation
 from realtalk.session.mcp import McpTools
+from realtalk.session.outbox import Outbox, serialize
 from realtalk.session.prompt import PromptWindow
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
 from realtalk.session.speculation import ReplySpeculator, SpeculativeReply
 from realtalk.session.transcription import InputTranscriber
 from realtalk.session.user_turns import (
+    MAX_BUFFER_MS,
     Decision,
     TurnBegan,
     TurnEnded,
@@ -47,6 +50,20 @@ from realtalk.tools import ToolRegistry
 log = logging.getLogger("realtalk.session")
 
 Transport = Literal["websocket", "webrtc"]
+APPEND_SLICE_MS = 1_000
+"""An append's audio goes to VAD this much at a time (a few milliseconds of work each)."""
+DECODE_OFF_LOOP_BYTES = 64 * 1024
+"""Client events larger than this (or naming tools) are decoded in a worker thread."""
+
+
+def _heavy(raw: str | bytes) -> bool:
+    """Whether to decode an event off the event loop: checking tool schemas takes
+    milliseconds each, and large events take long to parse and validate."""
+    if len(raw) > DECODE_OFF_LOOP_BYTES:
+        return True
+    return ('"tools"' if isinstance(raw, str) else b'"tools"') in raw  # type: ignore[operator]
+
+
 SPECULATE_AFTER_MS = 64
 """Start transcribing (and then replying) this far into a pause, before the turn is over.
 Earlier costs more discarded work on mid-sentence pauses; later leaves less of the silence
@@ -75,8 +92,8 @@ class RealtimeSession:
         self.transport = transport
         self.audio_output = audio_output
         self.events = ServerEvents(generation, session_id, expires_at)
-        self.outbox: asyncio.Queue[Event] = asyncio.Queue()
-        self.listeners: list[asyncio.Queue[Event]] = []
+        self.outbox = Outbox()
+        self.listeners: list[Outbox] = []
         """Extra copies of every server event (a sideband WebSocket attached to a call)."""
         self.conversation = Conversation()
         self.prompt_window = PromptWindow()
@@ -131,9 +148,10 @@ class RealtimeSession:
 
     def emit(self, event: Event | None) -> None:
         if event is not None:
-            self.outbox.put_nowait(event)
+            text = serialize(event)
+            self.outbox.put(text)
             for listener in self.listeners:
-                listener.put_nowait(event)
+                listener.put(text)
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)
@@ -165,10 +183,25 @@ class RealtimeSession:
             )
             return
         try:
-            command = client_events.decode(raw, self.generation, self.config)
+            if _heavy(raw):
+                decode = functools.partial(client_events.decode, raw, self.generation, self.config)
+                command = await asyncio.to_thread(decode)
+            else:
+                command = client_events.decode(raw, self.generation, self.config)
             await self.handle(command)
         except ProtocolError as exc:
             self.emit(self.events.error(exc))
+        except Exception:
+            log.exception("client event failed", extra={"session_id": self.session_id})
+            self.emit(
+                self.events.error(
+                    ProtocolError(
+                        "The server failed to handle this event.",
+                        "server_error",
+                        type="server_error",
+                    )
+                )
+            )
 
     async def handle(self, command: cmd.Command) -> None:
         try:
@@ -191,8 +224,7 @@ class RealtimeSession:
                         "invalid_value",
                         "type",
                     )
-                samples = decode_wire(command.audio, self.config.input_audio_format)
-                self._on_decisions(self.user.push_wire(samples))
+                await self._append(decode_wire(command.audio, self.config.input_audio_format))
             case cmd.CommitAudio():
                 self._commit(manual=True)
             case cmd.ClearAudio():
@@ -244,6 +276,26 @@ class RealtimeSession:
         self.user.configure(config)
 
     # ---- audio in -----------------------------------------------------------------------
+    async def _append(self, samples: Int16Array) -> None:
+        """A WebSocket append, fed to VAD in slices with the event loop free between them
+        (one append may hold minutes of audio)."""
+        rate = WIRE_RATE[self.config.input_audio_format]
+        held_ms = self.user.buffer.duration_ms + len(samples) * 1000 // rate
+        if self.config.turn_detection is None and held_ms > MAX_BUFFER_MS:
+            raise ProtocolError(
+                f"The input audio buffer holds at most {MAX_BUFFER_MS // 60_000} minutes of "
+                "audio: commit or clear it before appending more.",
+                "input_audio_buffer_full",
+                "audio",
+            )
+        step = rate * APPEND_SLICE_MS // 1000
+        for start in range(0, len(samples), step):
+            if start:
+                await asyncio.sleep(0)
+                if self.closed:
+                    return
+            self._on_decisions(self.user.push_wire(samples[start : start + step]))
+
     def push_audio(self, samples: Int16Array) -> None:
         """16 kHz int16 user audio (already decoded by the transport)."""
         self._on_decisions(self.user.push(samples))

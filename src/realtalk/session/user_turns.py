@@ -28,6 +28,12 @@ from realtalk.session.turns import (
 
 QUIET_KEEP_MS = 2_000
 """While nobody speaks, keep this much audio (for prefix padding), drop the rest."""
+MAX_BUFFER_MS = 10 * 60_000
+"""The input audio buffer holds at most this much (19.2 MB at 16 kHz). Past it, the oldest
+audio of a turn goes; with turn detection off, a WebSocket append that would pass it is
+refused instead, so the client learns to commit."""
+TRIM_MS = 30_000
+"""Past ``MAX_BUFFER_MS``, this much more goes at once, so long turns are not copied per frame."""
 SPEECH_TAIL_MS = 160
 """Audio kept after the last speech frame when transcribing a turn before it has ended."""
 
@@ -127,6 +133,8 @@ class UserTurns:
                     decisions.append(decision)
         if self.detector is not None and self.detector.state == "quiet":
             self.buffer.drop_before(self.buffer.end_ms - QUIET_KEEP_MS)
+        elif self.buffer.duration_ms > MAX_BUFFER_MS:
+            self.buffer.drop_before(self.buffer.end_ms - MAX_BUFFER_MS + TRIM_MS)
         return decisions
 
     def _decide(
