@@ -86,6 +86,10 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         # Above OpenAI's 15 MiB per append (base64: ~20 MiB), so an oversized append gets a
         # clear error event instead of a dropped connection.
         ws_max_size=32 * 1024 * 1024,
+        # No permessage-deflate: inflating a frame runs on the event loop, and 32 KB of
+        # compressed zeros inflates to a 32 MiB frame (audio, most of the traffic, barely
+        # compresses anyway).
+        ws_per_message_deflate=False,
     )
     return 0
 

@@ -33,7 +33,7 @@ router = APIRouter()
 KEY_PROTOCOL = "openai-insecure-api-key."
 BETA_PROTOCOL = "openai-beta.realtime-v1"
 OVERFLOW_REASON = "client is not reading its events"
-CLOSE_WAIT_S = 5.0
+CLOSE_WAIT_S = 10.0
 
 
 def _offered_protocols(websocket: WebSocket) -> list[str]:

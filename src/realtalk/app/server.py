@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -118,6 +119,9 @@ def create_app(
                 log.error("models failed to load: %s", exc)
             else:
                 state.readiness = "ready"
+                # What is loaded by now lives as long as the process: keep the collector's
+                # full passes, which a client's large event can trigger, from walking it all.
+                gc.freeze()
                 log.info("ready")
 
         async with httpx.AsyncClient() as http, asyncio.TaskGroup() as tasks:

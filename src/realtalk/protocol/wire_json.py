@@ -60,10 +60,10 @@ def parse(raw: str | bytes) -> Any:
 def check_depth(value: Any, limit: int, param: str | None) -> None:
     """Raise :class:`ProtocolError` when objects and arrays in ``value`` nest deeper than
     ``limit`` (iteratively: the check itself must not recurse)."""
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:  # one level of nesting at a time
+        depth += 1
         if depth > limit:
             where = f"'{param}'" if param else "the document"
             raise ProtocolError(
@@ -71,7 +71,12 @@ def check_depth(value: Any, limit: int, param: str | None) -> None:
                 "invalid_json",
                 param,
             )
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
 
 
 def _fail(raw: str | bytes, reason: str) -> NoReturn:
