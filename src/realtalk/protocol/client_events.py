@@ -41,6 +41,9 @@ _MODELS = {
 }
 
 
+_TRUNCATE_FIELDS = ("item_id", "content_index", "audio_end_ms")
+
+
 def decode(
     raw: str | bytes, generation: sessions.Generation, current: SessionConfig
 ) -> cmd.Command:
@@ -109,11 +112,11 @@ def _decode(
         case "conversation.item.delete":
             return cmd.DeleteItem(event_id, data["item_id"])
         case "conversation.item.truncate":
-            if data["audio_end_ms"] < 0:
+            # The validated (coerced) values: the raw ones may be, say, "10".
+            item_id, index, end_ms = (getattr(event, k) for k in _TRUNCATE_FIELDS)
+            if end_ms < 0:
                 raise ProtocolError("'audio_end_ms' must not be negative.", param="audio_end_ms")
-            return cmd.TruncateItem(
-                event_id, data["item_id"], data["content_index"], data["audio_end_ms"]
-            )
+            return cmd.TruncateItem(event_id, item_id, index, end_ms)
         case "response.create":
             return cmd.CreateResponse(event_id, _response_options(generation, data.get("response")))
         case "response.cancel":
