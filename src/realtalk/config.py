@@ -112,6 +112,16 @@ class Settings(BaseSettings):
     weather_timeout_s: float = Field(default=3.0, gt=0, le=60)
     session_max_s: int = Field(default=1800, ge=10, le=7200)
     """A session ends after this long (OpenAI: 60 min)."""
+    max_sessions: int | None = Field(default=None, ge=1, le=100_000)
+    """Concurrent sessions (WebSocket and WebRTC) on this instance. Unset: sized for the machine,
+    min(50 × cores, (available memory − 2 GiB) / 25 MB)."""
+    max_sessions_per_key: int = Field(default=4, ge=1, le=100_000)
+    """Concurrent sessions opened with one ephemeral key (the standard key: max_sessions only)."""
+    call_connect_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """A WebRTC call whose peer has not connected by then (ICE, DTLS, and the events channel
+    when the offer has one) is ended."""
+    header_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """A connection's request line and headers must arrive within this; else 408, closed."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

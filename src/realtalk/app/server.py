@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtalk import __version__
 from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app.capacity import SessionSlots, machine_max_sessions
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
@@ -104,6 +105,9 @@ def create_app(
         settings=settings,
         api_key=api_key,
         minter=KeyMinter(key_store or InMemoryKeyStore(clock), clock),
+        slots=SessionSlots(
+            settings.max_sessions or machine_max_sessions(), settings.max_sessions_per_key
+        ),
         tools=tools if tools is not None else load_tools(settings),
     )
 
@@ -117,7 +121,8 @@ def create_app(
                 log.error("models failed to load: %s", exc)
             else:
                 state.readiness = "ready"
-                log.info("ready")
+                slots = state.slots
+                log.info("ready: at most %d sessions, %d per key", slots.total, slots.per_key)
 
         async with httpx.AsyncClient() as http, asyncio.TaskGroup() as tasks:
             app.state.http = http
