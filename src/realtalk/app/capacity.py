@@ -9,6 +9,7 @@ against ``REALTALK_MAX_SESSIONS_PER_KEY``, so one leaked key cannot take the who
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -39,14 +40,14 @@ class OverCapacity(Exception):
 class Slot:
     """One session's place; ``release`` may be called more than once."""
 
-    def __init__(self, slots: SessionSlots, key: str | None) -> None:
+    def __init__(self, slots: SessionSlots, key_digest: str | None) -> None:
         self._slots: SessionSlots | None = slots
-        self.key = key
+        self._key_digest = key_digest
 
     def release(self) -> None:
         slots, self._slots = self._slots, None
         if slots is not None:
-            slots._release(self.key)
+            slots._release(self._key_digest)
 
 
 class SessionSlots:
@@ -55,15 +56,17 @@ class SessionSlots:
         self.per_key = per_key
         self.taken = 0
         self._by_key: dict[str, int] = {}
+        """Open sessions by the SHA-256 of their key (the keys themselves are not kept)."""
 
     def take(self, key: str | None) -> Slot:
         """A slot for a session opened with ``key`` (None: the standard key), or
         :class:`OverCapacity`."""
         self.check(key)
+        digest = _digest(key)
         self.taken += 1
-        if key is not None:
-            self._by_key[key] = self._by_key.get(key, 0) + 1
-        return Slot(self, key)
+        if digest is not None:
+            self._by_key[digest] = self._by_key.get(digest, 0) + 1
+        return Slot(self, digest)
 
     def check(self, key: str | None) -> None:
         """Raise :class:`OverCapacity` where ``take`` would, taking nothing."""
@@ -75,7 +78,8 @@ class SessionSlots:
                 f"try again in {RETRY_AFTER_S} seconds.",
                 "server_error",
             )
-        if key is not None and self._by_key.get(key, 0) >= self.per_key:
+        digest = _digest(key)
+        if digest is not None and self._by_key.get(digest, 0) >= self.per_key:
             raise OverCapacity(
                 429,
                 "max_sessions_per_key_reached",
@@ -84,12 +88,16 @@ class SessionSlots:
                 "rate_limit_error",
             )
 
-    def _release(self, key: str | None) -> None:
+    def _release(self, digest: str | None) -> None:
         self.taken -= 1
-        if key is not None:
-            left = self._by_key.pop(key) - 1
+        if digest is not None:
+            left = self._by_key.pop(digest) - 1
             if left:
-                self._by_key[key] = left
+                self._by_key[digest] = left
+
+
+def _digest(key: str | None) -> str | None:
+    return None if key is None else hashlib.sha256(key.encode()).hexdigest()
 
 
 def machine_max_sessions() -> int:

@@ -197,8 +197,7 @@ async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfi
     """The session a key opens: its config, its id, and the key to count it against (None
     for the standard key)."""
     token = bearer_token(request)
-    # Before a key is redeemed, so it is not spent on a refusal.
-    _check_available(state)
+    _check_available(state)  # before a key is redeemed, so it is not spent on a refusal
     if state.is_standard_key(token):
         return state.default_session(), new_id("sess"), None
     _check_capacity(state, token)
