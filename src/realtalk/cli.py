@@ -87,6 +87,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         log_config=None,
         http=bounded_http_protocol(settings.header_timeout_s),
         ws=RealtimeWebSocketProtocol,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS), so
+        # any local client could pick its own address; REALTALK_TRUSTED_PROXIES decides instead.
+        proxy_headers=False,
         # Above OpenAI's 15 MiB per append (base64: ~20 MiB), so an oversized append gets a
         # clear error event instead of a dropped connection.
         ws_max_size=32 * 1024 * 1024,
