@@ -11,14 +11,17 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import websockets
 
-from tests.conftest import LiveServer, start_server, stop_server
+from realtalk.pipeline.llm import LLMRequest
+from realtalk.pipeline.llm.local import LlamaLLM
+from realtalk.pipeline.weights import resolve_model
+from tests.conftest import MODEL_DIR, LiveServer, start_server, stop_server
 
 pytestmark = [pytest.mark.live, pytest.mark.models]
 
@@ -65,6 +68,41 @@ async def until(ws: Any, kind: str, limit_s: float = 120) -> dict[str, Any]:
                 return event
 
 
+def notes(tag: str, first: int, last: int) -> str:
+    return " ".join(
+        f"Note {i} of {tag}: the parcel for order {1000 + i} left the {tag} depot on "
+        f"day {i % 28 + 1}."
+        for i in range(first, last)
+    )
+
+
+async def within(limit_s: float, condition: Callable[[], bool]) -> bool:
+    """Whether ``condition`` becomes true within ``limit_s``."""
+    for _ in range(int(limit_s / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+async def test_a_stopped_generation_frees_the_model_within_a_batch() -> None:
+    llm = LlamaLLM(resolve_model(MODEL_DIR, "llm", "qwen2.5-0.5b"))
+    text = notes("plover", 0, NOTES_PER_MESSAGE * MESSAGES)
+    stream = llm.stream(LLMRequest([{"role": "user", "content": text}], max_tokens=8))
+    first = asyncio.ensure_future(anext(stream))
+    assert await within(10, llm.llama.turns.busy)  # the prompt's evaluation has begun
+    await asyncio.sleep(0.5)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    stopped_at = time.monotonic()
+    await stream.aclose()
+    assert time.monotonic() - stopped_at < 0.1  # closing never waits for the thread
+    # Free after a batch of 64 tokens, not after the rest of a ~3,500-token prompt (~10 s).
+    assert await within(3, lambda: not llm.llama.turns.busy())
+    assert 0 < llm.llama.n_tokens < 3000
+
+
 async def say(ws: Any, role: str, text: str) -> None:
     kind = "input_text" if role == "user" else "output_text"
     item = {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
@@ -79,12 +117,8 @@ async def long_conversation(ws: Any, tag: str, question: str) -> None:
     )
     await until(ws, "session.updated")
     for m in range(MESSAGES):
-        notes = " ".join(
-            f"Note {i} of {tag}: the parcel for order {1000 + i} left the {tag} depot on "
-            f"day {i % 28 + 1}."
-            for i in range(m * NOTES_PER_MESSAGE, (m + 1) * NOTES_PER_MESSAGE)
-        )
-        await say(ws, "user" if m % 2 == 0 else "assistant", notes)
+        text = notes(tag, m * NOTES_PER_MESSAGE, (m + 1) * NOTES_PER_MESSAGE)
+        await say(ws, "user" if m % 2 == 0 else "assistant", text)
     await say(ws, "user", question)
 
 

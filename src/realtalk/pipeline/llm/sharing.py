@@ -84,6 +84,10 @@ class Turns:
                 self._holder = None
                 self._changed.notify_all()
 
+    def busy(self) -> bool:
+        """Whether a request holds the model."""
+        return self._holder is not None
+
     def waiting(self) -> bool:
         """Whether a request is waiting for its turn."""
         return bool(self._queue)
