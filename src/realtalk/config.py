@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     server_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Tool names the engine runs itself (no browser round trip); others run in the page."""
     tool_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    tool_workers: int = Field(default=8, ge=1, le=256)
+    """Threads for sync tools (apart from the model stages'); a call beyond them fails at once."""
     weather_url: str = "https://api.open-meteo.com"
     weather_timeout_s: float = Field(default=3.0, gt=0, le=60)
     session_max_s: int = Field(default=1800, ge=10, le=7200)

@@ -30,6 +30,7 @@ from realtalk.pipeline.models import ModelChoice, load_models
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
 from realtalk.tools import ToolRegistry
 from realtalk.tools.loading import load_tools
+from realtalk.tools.pool import ToolPool
 
 log = logging.getLogger("realtalk.server")
 
@@ -112,6 +113,7 @@ def create_app(
         ),
         tools=tools if tools is not None else load_tools(settings),
     )
+    state.tools.pool = ToolPool(settings.tool_workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +137,7 @@ def create_app(
                 warm_task.cancel()
                 for call in list(state.calls.values()):
                     await call.close()
+                state.tools.pool.close()
 
     app = FastAPI(
         title="realtalk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
