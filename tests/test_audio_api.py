@@ -235,3 +235,28 @@ def test_wav_bytes_read_back() -> None:
     with wave.open(io.BytesIO(wav_bytes(samples, 16_000))) as reader:
         assert reader.getframerate() == 16_000 and reader.getnchannels() == 1
         assert np.array_equal(np.frombuffer(reader.readframes(10_000), dtype="<i2"), samples)
+
+
+def test_remote_stage_settings(settings: Settings) -> None:
+    from realtalk.app.server import model_choice
+    from realtalk.config import ConfigError, load_settings
+    from tests.conftest import with_settings
+
+    with pytest.raises(ConfigError, match="REALTALK_TTS_BASE_URL"):
+        load_settings(tts_base_url="speech-node:8000")
+    assert model_choice(settings).remote_stt is None and model_choice(settings).remote_tts is None
+    remote = with_settings(
+        settings,
+        stt_base_url="http://speech-node:8000/v1/",
+        stt_model="whisper-1",
+        stt_api_key="k1",
+        tts_base_url="http://speech-node:8000/v1",
+        tts_voice="af_heart",
+        tts_api_key="k2",
+        tts_timeout_s=3,
+    )
+    choice = model_choice(remote)
+    assert choice.remote_stt == RemoteStage("http://speech-node:8000/v1", "whisper-1", "k1", 10.0)
+    assert choice.remote_tts == RemoteStage(
+        "http://speech-node:8000/v1", "tts-1", "k2", 3.0, voice="af_heart"
+    )
