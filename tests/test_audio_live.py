@@ -114,7 +114,7 @@ async def test_sdk_transcriptions(inference: LiveServer) -> None:
 
 async def test_sdk_speech_streams_real_speech(inference: LiveServer) -> None:
     client = sdk(inference)
-    text = "The train leaves at nine. Bring a warm coat, because it will be cold."
+    text = "The train leaves at noon. Bring a warm coat, because it will be cold."
     chunks: list[bytes] = []
     async with client.audio.speech.with_streaming_response.create(
         model="tts-1", voice="alloy", input=text, response_format="pcm"
@@ -129,7 +129,7 @@ async def test_sdk_speech_streams_real_speech(inference: LiveServer) -> None:
         model="whisper-1",
         file=("reply.wav", wav_bytes(np.frombuffer(pcm, dtype="<i2"), 24_000), "audio/wav"),
     )
-    assert {"train", "nine", "warm", "coat", "cold"} <= words(back.text), back.text
+    assert {"train", "noon", "warm", "coat", "cold"} <= words(back.text), back.text
 
     wav = await client.audio.speech.create(
         model="tts-1", voice="alloy", input="Good morning, Sarah.", response_format="wav"
@@ -144,6 +144,20 @@ async def test_sdk_speech_streams_real_speech(inference: LiveServer) -> None:
         model="whisper-1", file=("reply.mp3", mp3.content, "audio/mpeg")
     )
     assert {"good", "morning", "sarah"} <= words(back.text), back.text
+    # A listener who hangs up after the first sentence leaves nothing running that blocks
+    # the next request.
+    long = " ".join(f"This is sentence number {n} of a long story." for n in range(30))
+    async with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=long, response_format="pcm"
+    ) as response:
+        async for _ in response.iter_bytes():
+            break
+    async with asyncio.timeout(60):
+        again = await client.audio.speech.create(
+            model="tts-1", voice="alloy", input="Still here.", response_format="wav"
+        )
+    assert len(wav_samples(again.content)[0]) > 24_000 // 4
+    assert "Traceback" not in inference.log_text()
     await client.close()
 
 
