@@ -82,6 +82,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS), so
+        # any local client could pick its own address; REALTALK_TRUSTED_PROXIES decides instead.
+        proxy_headers=False,
         ws="websockets-sansio",
         # Above OpenAI's 15 MiB per append (base64: ~20 MiB), so an oversized append gets a
         # clear error event instead of a dropped connection.

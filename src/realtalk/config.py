@@ -6,6 +6,7 @@ Invalid values stop the server at start with one line naming the variable
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mint_rate_limit: str = "20/minute"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are
+    believed (empty: none; a client's own forwarding headers are ignored)."""
 
     model: str | None = None
     """Model name sent to the engine (default: realtalk-local, or gpt-realtime for openai)."""
@@ -145,6 +149,26 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        networks = []
+        for proxy in value:
+            try:
+                networks.append(str(ipaddress.ip_network(proxy, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network like 10.0.0.0/8"
+                ) from None
+        return networks
 
     @field_validator("server_tools", mode="before")
     @classmethod

@@ -18,9 +18,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from realtalk import __version__
 from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app.cross_site import CrossSiteGuard
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
@@ -172,5 +174,10 @@ def create_app(
         return JSONResponse(body, status_code=200 if state.readiness == "ready" else 503)
 
     app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
+    app.add_middleware(CrossSiteGuard, allowed_origins=settings.cors_origins)
     app.add_middleware(SplitCORS, origins=settings.cors_origins)
+    if settings.trusted_proxies:
+        # Outermost, so every layer sees the real client and scheme. uvicorn's own
+        # proxy_headers is off (cli.py): this is the one place that believes the headers.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
