@@ -15,10 +15,10 @@ from realtalk.pipeline import weights
 def _default_model_ids(settings: Settings) -> list[str]:
     chosen = [
         "silero-vad",
-        settings.stt_model,
+        "" if settings.stt_base_url else settings.stt_model,  # remote stages need no weights
         settings.end_of_turn_model,
-        settings.llm_model,
-        settings.tts_voice,
+        "" if settings.llm_base_url else settings.llm_model,
+        "" if settings.tts_base_url else settings.tts_voice,
     ]
     return [spec.id for spec in (weights.lookup(c) for c in chosen) if spec is not None]
 

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=_default_model_dir)
     data_dir: Path = Field(default_factory=_default_data_dir)
     stt_model: str = "whisper-base"
+    """A catalog id or CTranslate2 folder; with ``stt_base_url``, the remote model's name."""
+    stt_base_url: str | None = None
+    """An OpenAI-compatible ``/audio/transcriptions`` server (up to ``/v1``) instead of the
+    local Whisper."""
+    stt_api_key: SecretStr | None = None
+    stt_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Remote STT: longest wait to connect or for an answer (one retry)."""
     stt_window: Literal["fit", "full"] = "fit"
     """``fit``: Whisper's encoder sees the utterance + 2 s (≥ 5 s), not a 30 s window."""
     end_of_turn_model: str = "smart-turn-v3.2"
@@ -101,6 +108,14 @@ class Settings(BaseSettings):
     has AVX2 and no AMX (some VMs advertise AMX but fault on its instructions)."""
     threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1, le=64)
     tts_voice: str = "joe"
+    """A Piper catalog id or ONNX path; with ``tts_base_url``, the remote server's voice."""
+    tts_base_url: str | None = None
+    """An OpenAI-compatible ``/audio/speech`` server streaming ``pcm`` instead of Piper."""
+    tts_model: str = "tts-1"
+    """The remote TTS model's name (with ``tts_base_url``)."""
+    tts_api_key: SecretStr | None = None
+    tts_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Remote TTS: longest wait to connect or for the next bytes (one retry)."""
     ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
     """WebRTC ICE servers: a JSON list like [{"urls": ["turn:host:3478"], "username": "u",
     "credential": "p"}], or comma-separated stun:/turn: URLs. Empty by default (loopback/LAN)."""
@@ -221,7 +236,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate like '20/minute'") from exc
         return value
 
-    @field_validator("openai_base_url", "public_engine_url", "llm_base_url", "weather_url")
+    @field_validator(
+        "openai_base_url",
+        "public_engine_url",
+        "llm_base_url",
+        "stt_base_url",
+        "tts_base_url",
+        "weather_url",
+    )
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

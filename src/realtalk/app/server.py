@@ -15,18 +15,20 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from realtalk import __version__
-from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
 from realtalk.app.capacity import SessionSlots, machine_max_sessions
 from realtalk.app.cross_site import CrossSiteGuard
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
 from realtalk.pipeline.models import ModelChoice, load_models
+from realtalk.pipeline.remote import RemoteStage
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
 from realtalk.tools import ToolRegistry
 from realtalk.tools.loading import load_tools
@@ -78,8 +80,25 @@ def model_choice(settings: Settings) -> ModelChoice:
         llm_api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         llm_context_tokens=settings.llm_context_tokens,
         llm_repack=settings.llm_repack,
+        remote_stt=_remote(
+            settings.stt_base_url, settings.stt_model, settings.stt_api_key, settings.stt_timeout_s
+        ),
+        remote_tts=_remote(
+            settings.tts_base_url,
+            settings.tts_model,
+            settings.tts_api_key,
+            settings.tts_timeout_s,
+            settings.tts_voice,
+        ),
         threads=settings.threads,
     )
+
+
+def _remote(
+    url: str | None, model: str, key: SecretStr | None, timeout_s: float, voice: str | None = None
+) -> RemoteStage | None:
+    secret = key.get_secret_value() if key else None
+    return RemoteStage(url, model, secret, timeout_s, voice) if url else None
 
 
 async def load_engine_models(state: ServerState) -> None:
@@ -150,6 +169,7 @@ def create_app(
     app.include_router(realtime_ws.router)
     app.include_router(realtime_rtc.router)
     app.include_router(tools_api.router)
+    app.include_router(audio_api.router)
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:
