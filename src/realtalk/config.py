@@ -6,6 +6,7 @@ Invalid values stop the server at start with one line naming the variable
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mint_rate_limit: str = "20/minute"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are
+    believed (empty: none; a client's own forwarding headers are ignored)."""
 
     model: str | None = None
     """Model name sent to the engine (default: realtalk-local, or gpt-realtime for openai)."""
@@ -81,6 +85,13 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=_default_model_dir)
     data_dir: Path = Field(default_factory=_default_data_dir)
     stt_model: str = "whisper-base"
+    """A catalog id or CTranslate2 folder; with ``stt_base_url``, the remote model's name."""
+    stt_base_url: str | None = None
+    """An OpenAI-compatible ``/audio/transcriptions`` server (up to ``/v1``) instead of the
+    local Whisper."""
+    stt_api_key: SecretStr | None = None
+    stt_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Remote STT: longest wait to connect or for an answer (one retry)."""
     stt_window: Literal["fit", "full"] = "fit"
     """``fit``: Whisper's encoder sees the utterance + 2 s (≥ 5 s), not a 30 s window."""
     end_of_turn_model: str = "smart-turn-v3.2"
@@ -97,6 +108,14 @@ class Settings(BaseSettings):
     has AVX2 and no AMX (some VMs advertise AMX but fault on its instructions)."""
     threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1, le=64)
     tts_voice: str = "joe"
+    """A Piper catalog id or ONNX path; with ``tts_base_url``, the remote server's voice."""
+    tts_base_url: str | None = None
+    """An OpenAI-compatible ``/audio/speech`` server streaming ``pcm`` instead of Piper."""
+    tts_model: str = "tts-1"
+    """The remote TTS model's name (with ``tts_base_url``)."""
+    tts_api_key: SecretStr | None = None
+    tts_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Remote TTS: longest wait to connect or for the next bytes (one retry)."""
     ice_servers: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
     """WebRTC ICE servers: a JSON list like [{"urls": ["turn:host:3478"], "username": "u",
     "credential": "p"}], or comma-separated stun:/turn: URLs. Empty by default (loopback/LAN)."""
@@ -108,10 +127,22 @@ class Settings(BaseSettings):
     server_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Tool names the engine runs itself (no browser round trip); others run in the page."""
     tool_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    tool_workers: int = Field(default=8, ge=1, le=256)
+    """Threads for sync tools (apart from the model stages'); a call beyond them fails at once."""
     weather_url: str = "https://api.open-meteo.com"
     weather_timeout_s: float = Field(default=3.0, gt=0, le=60)
     session_max_s: int = Field(default=1800, ge=10, le=7200)
     """A session ends after this long (OpenAI: 60 min)."""
+    max_sessions: int | None = Field(default=None, ge=1, le=100_000)
+    """Concurrent sessions (WebSocket and WebRTC) on this instance. Unset: sized for the machine,
+    min(50 × cores, (available memory − 2 GiB) / 25 MB)."""
+    max_sessions_per_key: int = Field(default=4, ge=1, le=100_000)
+    """Concurrent sessions opened with one ephemeral key (the standard key: max_sessions only)."""
+    call_connect_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """A WebRTC call whose peer has not connected by then (ICE, DTLS, and the events channel
+    when the offer has one) is ended."""
+    header_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """A connection's request line and headers must arrive within this; else 408, closed."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -130,6 +161,26 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        networks = []
+        for proxy in value:
+            try:
+                networks.append(str(ipaddress.ip_network(proxy, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network like 10.0.0.0/8"
+                ) from None
+        return networks
 
     @field_validator("server_tools", mode="before")
     @classmethod
@@ -185,7 +236,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate like '20/minute'") from exc
         return value
 
-    @field_validator("openai_base_url", "public_engine_url", "llm_base_url", "weather_url")
+    @field_validator(
+        "openai_base_url",
+        "public_engine_url",
+        "llm_base_url",
+        "stt_base_url",
+        "tts_base_url",
+        "weather_url",
+    )
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
+from realtalk.app.capacity import OverCapacity, Slot
 from realtalk.app.engine_keys import bearer_token, with_intent
 from realtalk.app.errors import HTTPError, parse_json_part
 from realtalk.app.state import ServerState
@@ -46,10 +47,12 @@ class Call:
         config: SessionConfig,
         session_id: str,
         generation: Literal["beta", "ga"],
+        slot: Slot,
     ) -> None:
         assert state.models is not None
         self.call_id = "rtc_" + secrets.token_hex(16)
         self.state = state
+        self.slot = slot
         self.peer = RealtimePeer(
             ice_servers=[
                 IceServer(s["urls"], s.get("username"), s.get("credential"))
@@ -114,9 +117,18 @@ class Call:
             self.peer.send(await self.session.outbox.get_text())
 
     async def _lifetime(self) -> None:
-        max_s = self.state.settings.session_max_s
+        settings = self.state.settings
+        max_s, connect_s = settings.session_max_s, settings.call_connect_timeout_s
+        deadline = asyncio.get_running_loop().time() + max_s
+        if not await self._connects(min(connect_s, max_s)):
+            if not self._ended.is_set():
+                log.info("call %s: the peer did not connect within %g s", self.call_id, connect_s)
+            await self.close()
+            return
         try:
-            await asyncio.wait_for(self._ended.wait(), timeout=max_s)
+            await asyncio.wait_for(
+                self._ended.wait(), timeout=deadline - asyncio.get_running_loop().time()
+            )
         except TimeoutError:
             self.session.emit(
                 self.session.events.error(
@@ -128,6 +140,16 @@ class Call:
             )
             await asyncio.sleep(0.25)  # let the error leave on the channel
         await self.close()
+
+    async def _connects(self, limit_s: float) -> bool:
+        """Whether the peer connects within ``limit_s`` (not when the call ends first)."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.peer.connected, self._ended)]
+        try:
+            await asyncio.wait(waits, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return self.peer.connected.is_set() and not self._ended.is_set()
 
     def hang_up(self) -> None:
         self._ended.set()
@@ -149,6 +171,7 @@ class Call:
                     await task
         await self.session.aclose()
         await self.peer.close()
+        self.slot.release()
         self.finished.set()
         log.info("call %s closed", self.call_id)
 
@@ -179,18 +202,21 @@ async def _part_text(part: UploadFile | str, name: str) -> str:
         ) from None
 
 
-async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfig, str]:
+async def _ephemeral(state: ServerState, request: Request) -> tuple[SessionConfig, str, str | None]:
+    """The session a key opens: its config, its id, and the key to count it against (None
+    for the standard key)."""
     token = bearer_token(request)
     _check_available(state)  # before a key is redeemed, so it is not spent on a refusal
     if state.is_standard_key(token):
-        return state.default_session(), new_id("sess")
+        return state.default_session(), new_id("sess"), None
+    _check_capacity(state, token)
     try:
         record = await state.minter.redeem(token)
     except KeyRejected as exc:
         raise HTTPError(
             401, exc.reason, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
         ) from None
-    return record.config, record.session_id
+    return record.config, record.session_id, token
 
 
 def _check_available(state: ServerState) -> None:
@@ -199,15 +225,36 @@ def _check_available(state: ServerState) -> None:
         raise HTTPError(503, unavailable, code="engine_not_ready", type="server_error")
 
 
+def _check_capacity(state: ServerState, key: str | None) -> None:
+    """Refuse (503, or 429 for the key) when no session fits (``take`` takes the slot)."""
+    try:
+        state.slots.check(key)
+    except OverCapacity as refusal:
+        raise HTTPError(
+            refusal.status,
+            refusal.message,
+            code=refusal.code,
+            type=refusal.type,
+            headers=refusal.headers,
+        ) from None
+
+
 async def _start_call(
     state: ServerState,
     config: SessionConfig,
     session_id: str,
     generation: Literal["beta", "ga"],
     sdp: str,
+    key: str | None,
 ) -> Call:
     _check_available(state)
-    call = Call(state, config, session_id, generation)
+    _check_capacity(state, key)  # again: other calls may have started while this one waited
+    slot = state.slots.take(key)
+    try:
+        call = Call(state, config, session_id, generation, slot)
+    except BaseException:
+        slot.release()
+        raise
     try:
         call.answer_sdp = await call.start(sdp)
     except BadOffer as exc:
@@ -234,13 +281,13 @@ def _sdp_response(call: Call, status: int) -> Response:
 async def beta_sdp(request: Request) -> Response:
     """Beta: the offer SDP in, the answer SDP out."""
     state: ServerState = request.app.state.realtalk
-    config, session_id = await _ephemeral(state, request)
+    config, session_id, key = await _ephemeral(state, request)
     model = request.query_params.get("model")
     if model:
         config = config.with_changes(model=model)
     config = with_intent(config, request.query_params.get("intent"))
     sdp = await _read_sdp(request)
-    call = await _start_call(state, config, session_id, "beta", sdp)
+    call = await _start_call(state, config, session_id, "beta", sdp, key)
     return _sdp_response(call, 201)
 
 
@@ -258,6 +305,8 @@ async def ga_calls(request: Request) -> Response:
                 code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        _check_capacity(state, None)
+        key: str | None = None
         form = await request.form()
         sdp_part, session_part = form.get("sdp"), form.get("session")
         if sdp_part is None:
@@ -278,13 +327,13 @@ async def ga_calls(request: Request) -> Response:
             )
         session_id = new_id("sess")
     else:
-        config, session_id = await _ephemeral(state, request)
+        config, session_id, key = await _ephemeral(state, request)
         sdp = await _read_sdp(request)
     model = request.query_params.get("model")
     if model:
         config = config.with_changes(model=model)
     config = with_intent(config, request.query_params.get("intent"))
-    call = await _start_call(state, config, session_id, "ga", sdp)
+    call = await _start_call(state, config, session_id, "ga", sdp, key)
     return _sdp_response(call, 201)
 
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from realtalk.app.capacity import OverCapacity
 from realtalk.app.engine_keys import with_intent
 from realtalk.app.state import ServerState
 from realtalk.core.config import SessionConfig
@@ -51,11 +52,18 @@ def _credential(websocket: WebSocket, protocols: list[str]) -> str | None:
     return None
 
 
-async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
-    body = {
-        "error": {"type": "invalid_request_error", "code": code, "message": message, "param": None}
-    }
-    await websocket.send_denial_response(JSONResponse(body, status_code=status))
+async def _deny(
+    websocket: WebSocket,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> None:
+    body = {"error": {"type": type, "code": code, "message": message, "param": None}}
+    log.debug("upgrade refused: %d %s", status, code)  # uvicorn logs the refusal's one line
+    await websocket.send_denial_response(JSONResponse(body, status_code=status, headers=headers))
 
 
 @router.websocket("/v1/realtime")
@@ -85,6 +93,32 @@ async def realtime_websocket(websocket: WebSocket) -> None:
         # Checked before a key is redeemed, so a key is not spent on a refusal.
         await _deny(websocket, 503, "engine_not_ready", unavailable or "The engine is not ready.")
         return
+    try:
+        slot = state.slots.take(None if state.is_standard_key(key) else key)
+    except OverCapacity as refusal:
+        await _deny(
+            websocket,
+            refusal.status,
+            refusal.code,
+            refusal.message,
+            type=refusal.type,
+            headers=refusal.headers,
+        )
+        return
+    try:
+        await _open_session(websocket, state, key, protocols, generation)
+    finally:
+        slot.release()
+
+
+async def _open_session(
+    websocket: WebSocket,
+    state: ServerState,
+    key: str,
+    protocols: list[str],
+    generation: Literal["beta", "ga"],
+) -> None:
+    assert state.models is not None
     config: SessionConfig
     if state.is_standard_key(key):
         config = state.default_session()

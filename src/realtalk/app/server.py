@@ -16,19 +16,25 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from realtalk import __version__
-from realtalk.app import backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
 from realtalk.app.body_limits import BodySizeLimit
+from realtalk.app.capacity import SessionSlots, machine_max_sessions
+from realtalk.app.cross_site import CrossSiteGuard
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
 from realtalk.pipeline.models import ModelChoice, load_models
+from realtalk.pipeline.remote import RemoteStage
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
 from realtalk.tools import ToolRegistry
 from realtalk.tools.loading import load_tools
+from realtalk.tools.pool import ToolPool
 
 log = logging.getLogger("realtalk.server")
 
@@ -76,8 +82,25 @@ def model_choice(settings: Settings) -> ModelChoice:
         llm_api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         llm_context_tokens=settings.llm_context_tokens,
         llm_repack=settings.llm_repack,
+        remote_stt=_remote(
+            settings.stt_base_url, settings.stt_model, settings.stt_api_key, settings.stt_timeout_s
+        ),
+        remote_tts=_remote(
+            settings.tts_base_url,
+            settings.tts_model,
+            settings.tts_api_key,
+            settings.tts_timeout_s,
+            settings.tts_voice,
+        ),
         threads=settings.threads,
     )
+
+
+def _remote(
+    url: str | None, model: str, key: SecretStr | None, timeout_s: float, voice: str | None = None
+) -> RemoteStage | None:
+    secret = key.get_secret_value() if key else None
+    return RemoteStage(url, model, secret, timeout_s, voice) if url else None
 
 
 async def load_engine_models(state: ServerState) -> None:
@@ -106,8 +129,12 @@ def create_app(
         settings=settings,
         api_key=api_key,
         minter=KeyMinter(key_store or InMemoryKeyStore(clock), clock),
+        slots=SessionSlots(
+            settings.max_sessions or machine_max_sessions(), settings.max_sessions_per_key
+        ),
         tools=tools if tools is not None else load_tools(settings),
     )
+    state.tools.pool = ToolPool(settings.tool_workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,7 +149,8 @@ def create_app(
                 # What is loaded by now lives as long as the process: keep the collector's
                 # full passes, which a client's large event can trigger, from walking it all.
                 gc.freeze()
-                log.info("ready")
+                slots = state.slots
+                log.info("ready: at most %d sessions, %d per key", slots.total, slots.per_key)
 
         async with httpx.AsyncClient() as http, asyncio.TaskGroup() as tasks:
             app.state.http = http
@@ -133,6 +161,7 @@ def create_app(
                 warm_task.cancel()
                 for call in list(state.calls.values()):
                     await call.close()
+                state.tools.pool.close()
 
     app = FastAPI(
         title="realtalk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
@@ -145,6 +174,7 @@ def create_app(
     app.include_router(realtime_ws.router)
     app.include_router(realtime_rtc.router)
     app.include_router(tools_api.router)
+    app.include_router(audio_api.router)
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:
@@ -158,5 +188,10 @@ def create_app(
 
     app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
     app.add_middleware(BodySizeLimit)  # inside CORS, so a browser can read a 413
+    app.add_middleware(CrossSiteGuard, allowed_origins=settings.cors_origins)
     app.add_middleware(SplitCORS, origins=settings.cors_origins)
+    if settings.trusted_proxies:
+        # Outermost, so every layer sees the real client and scheme. uvicorn's own
+        # proxy_headers is off (cli.py): this is the one place that believes the headers.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

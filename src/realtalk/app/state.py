@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from fastapi import Request
 
+from realtalk.app.capacity import SessionSlots
 from realtalk.config import Settings
 from realtalk.core.config import FunctionTool, SessionConfig, Transcription, TurnDetection
 from realtalk.pipeline.models import Models
@@ -22,6 +23,8 @@ class ServerState:
     settings: Settings
     api_key: str
     minter: KeyMinter
+    slots: SessionSlots
+    """Session places, in all and per key (``app.capacity``)."""
     readiness: Readiness = "loading"
     readiness_detail: str = ""
     live_sessions: set[object] = field(default_factory=set)

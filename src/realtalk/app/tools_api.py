@@ -2,7 +2,8 @@
 
 Unknown tool → 404; arguments that do not match the schema → 422 naming the field; a tool
 that fails or times out → 200 with ``{"error": "..."}``, which the page hands to the model as
-the call's output so it can tell the user.
+the call's output so it can tell the user; every tool thread taken (``tools/pool.py``) → 503
+``tool_pool_busy`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from realtalk.app.errors import HTTPError, read_json_object
 from realtalk.app.state import ServerState
+from realtalk.tools.pool import ToolPoolBusy
 from realtalk.tools.registry import ToolArgumentsError, run_safely
 
 router = APIRouter(prefix="/api")
@@ -43,4 +45,9 @@ async def call_tool(name: str, request: Request) -> JSONResponse:
             code="invalid_arguments",
             param=exc.field,
         ) from None
-    return JSONResponse(await run_safely(found, arguments))
+    try:
+        return JSONResponse(await run_safely(found, arguments, state.tools.pool))
+    except ToolPoolBusy as exc:
+        raise HTTPError(
+            503, str(exc), code="tool_pool_busy", type="server_error", headers={"Retry-After": "5"}
+        ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 
 import numpy as np
@@ -106,3 +107,21 @@ def rms_dbfs(samples: Int16Array) -> float:
         return float("-inf")
     rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64)))))
     return 20 * float(np.log10(rms / 32768.0)) if rms > 0 else float("-inf")
+
+
+def wav_header(rate: int, data_bytes: int | None = None) -> bytes:
+    """A 16-bit mono WAV header; ``data_bytes`` None: length unknown (a stream), written as
+    0xFFFFFFFF as streaming servers do."""
+    size = 0xFFFFFFFF if data_bytes is None else data_bytes
+    riff = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
+    return (
+        struct.pack("<4sI4s", b"RIFF", riff, b"WAVE")
+        + struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16)
+        + struct.pack("<4sI", b"data", size)
+    )
+
+
+def wav_bytes(samples: Int16Array, rate: int) -> bytes:
+    """A whole 16-bit mono WAV file."""
+    data = samples.astype("<i2", copy=False).tobytes()
+    return wav_header(rate, len(data)) + data

@@ -10,6 +10,7 @@ from typing import Literal
 
 from realtalk.pipeline import weights
 from realtalk.pipeline.llm import LLM
+from realtalk.pipeline.remote import RemoteStage
 from realtalk.pipeline.stt import SpeechToText
 from realtalk.pipeline.tts import TextToSpeech
 from realtalk.pipeline.turn import EndOfTurn
@@ -44,23 +45,33 @@ class ModelChoice:
     llm_context_tokens: int = 4096
     llm_repack: bool | None = None
     """None: decide from the CPU's flags (see ``LlamaLLM``)."""
+    remote_stt: RemoteStage | None = None
+    """An OpenAI-compatible transcription server instead of the local Whisper."""
+    remote_tts: RemoteStage | None = None
+    """An OpenAI-compatible speech server instead of Piper."""
     threads: int = 2
 
 
 def load_models(choice: ModelChoice) -> Models:
     """Resolve and load every stage (blocking: call from a worker thread)."""
-    from realtalk.pipeline.stt.whisper import WhisperSTT
-    from realtalk.pipeline.tts.piper import PiperTTS
     from realtalk.pipeline.turn.smart_turn import SmartTurn
     from realtalk.pipeline.vad.silero import SileroVAD
 
     started = time.perf_counter()
     vad = SileroVAD(weights.resolve_model(choice.model_dir, "vad", "silero-vad"))
-    stt = WhisperSTT(
-        weights.resolve_model(choice.model_dir, "stt", choice.stt),
-        cpu_threads=choice.threads,
-        window=choice.stt_window,
-    )
+    stt: SpeechToText
+    if choice.remote_stt is not None:
+        from realtalk.pipeline.stt.remote import RemoteSTT
+
+        stt = RemoteSTT(choice.remote_stt)
+    else:
+        from realtalk.pipeline.stt.whisper import WhisperSTT
+
+        stt = WhisperSTT(
+            weights.resolve_model(choice.model_dir, "stt", choice.stt),
+            cpu_threads=choice.threads,
+            window=choice.stt_window,
+        )
     end_of_turn = None
     if choice.end_of_turn is not None:
         end_of_turn = SmartTurn(weights.resolve_model(choice.model_dir, "turn", choice.end_of_turn))
@@ -82,6 +93,14 @@ def load_models(choice: ModelChoice) -> Models:
         )
         local.warm_up()
         llm = local
-    tts = PiperTTS(weights.resolve_model(choice.model_dir, "tts", choice.tts))
+    tts: TextToSpeech
+    if choice.remote_tts is not None:
+        from realtalk.pipeline.tts.remote import RemoteTTS
+
+        tts = RemoteTTS(choice.remote_tts)
+    else:
+        from realtalk.pipeline.tts.piper import PiperTTS
+
+        tts = PiperTTS(weights.resolve_model(choice.model_dir, "tts", choice.tts))
     log.info("models loaded in %.1f s", time.perf_counter() - started)
     return Models(vad, stt, llm, tts, end_of_turn)

@@ -67,12 +67,17 @@ class RealtimePeer:
         self._on_ended = on_ended
         self._pending: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._wants_channel = False
+        self.connected = asyncio.Event()
+        """Set once ICE and DTLS are up and, when the offer has a data channel, the events
+        channel is open: until then the call is half-open."""
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer; return the answer SDP with its ICE candidates."""
         if "m=audio" not in offer_sdp:
             raise BadOffer("The offer has no audio media section (m=audio).")
         pc = self.pc
+        self._wants_channel = "m=application" in offer_sdp
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -85,14 +90,21 @@ class RealtimePeer:
                 return
             self.channel = channel
             channel.on("message", self._on_message)
-            channel.on("open", self.flush)
-            self.flush()
+            channel.on("open", self._on_open)
+            self._on_open()
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
             log.info("peer connection %s", pc.connectionState)
             if pc.connectionState in ("failed", "closed"):
                 self._on_ended(f"peer connection {pc.connectionState}")
+            self._check_connected()
+
+        @pc.on("iceconnectionstatechange")
+        def on_ice_state() -> None:
+            # "failed" also when consent expires (RFC 7675: no answer to checks for ~30 s).
+            if pc.iceConnectionState in ("failed", "closed"):
+                self._on_ended(f"ICE {pc.iceConnectionState}")
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -105,6 +117,15 @@ class RealtimePeer:
         audio[0].direction = "sendrecv"
         await pc.setLocalDescription(await pc.createAnswer())
         return str(pc.localDescription.sdp)
+
+    def _on_open(self) -> None:
+        self.flush()
+        self._check_connected()
+
+    def _check_connected(self) -> None:
+        channel_open = self.channel is not None and self.channel.readyState == "open"
+        if self.pc.connectionState == "connected" and (channel_open or not self._wants_channel):
+            self.connected.set()
 
     def send(self, text: str) -> None:
         """Queue one event (plain JSON text); sent as soon as the channel is open."""

@@ -21,6 +21,7 @@ from typing import Any
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array
 from realtalk.core.config import SessionConfig, Transcription
 from realtalk.core.items import Item
+from realtalk.pipeline.remote import RemoteStageError
 from realtalk.pipeline.stt import SpeechToText, Transcript
 from realtalk.protocol.server_events import Event, ServerEvents
 
@@ -38,6 +39,13 @@ PARTIAL_MIN_MS_TRANSCRIBING = 1_000
 partials start sooner: a turn of a couple of seconds gets one while it is spoken."""
 LOCK_AFTER_MS = 1_500
 """A segment that ended this long before the audio did is settled (if heard the same twice)."""
+
+
+def failure_message(exc: Exception) -> str:
+    """What the client is told: a remote stage's reason (safe to show), else nothing more."""
+    if isinstance(exc, RemoteStageError):
+        return f"Transcription failed: {exc}."
+    return "Transcription failed."
 
 
 @dataclass
@@ -228,7 +236,7 @@ class InputTranscriber:
             log.warning("transcription failed: %s", type(exc).__name__)
             part.transcript = ""
             if settings is not None:
-                self._emit(self._events.transcription_failed(item.id, 0, "Transcription failed."))
+                self._emit(self._events.transcription_failed(item.id, 0, failure_message(exc)))
             self._emit(self._events.item_done(item, previous))
             return
         part.transcript = result.text
@@ -269,9 +277,7 @@ class InputTranscriber:
                 log.warning("transcription failed: %s", type(exc).__name__)
                 part.transcript = ""
                 if settings is not None:
-                    failed = self._events.transcription_failed(
-                        item.id, index, "Transcription failed."
-                    )
+                    failed = self._events.transcription_failed(item.id, index, failure_message(exc))
                     self._emit(failed)
                 continue
             part.transcript = result.text

@@ -4,7 +4,8 @@
 of its docstring as the description, and a JSON Schema of its parameters built by pydantic
 from the type hints (``Args:`` lines in the docstring describe each parameter). Calls are
 validated against the same model and run with a timeout; failures become a JSON error the
-model can talk about, never an exception that escapes.
+model can talk about, never an exception that escapes. Sync functions run on the registry's
+:class:`~realtalk.tools.pool.ToolPool`, never on the threads the model stages use.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from realtalk.tools.pool import ToolPool, ToolPoolBusy
 
 log = logging.getLogger("realtalk.tools")
 
@@ -77,14 +80,15 @@ class Tool:
             raise ToolArgumentsError(f"{name or 'arguments'}: {first['msg']}", name) from None
         return {key: getattr(parsed, key) for key in type(parsed).model_fields}
 
-    async def run(self, arguments: Any) -> Any:
-        """Validate and call; raises :class:`ToolArgumentsError`, :class:`ToolError`,
-        :class:`TimeoutError`, or whatever the function raised."""
+    async def run(self, arguments: Any, pool: ToolPool) -> Any:
+        """Validate and call (a sync function on ``pool``); raises :class:`ToolArgumentsError`,
+        :class:`ToolError`, :class:`TimeoutError`, :class:`ToolPoolBusy`, or whatever the
+        function raised."""
         values = self.validate(arguments)
         async with asyncio.timeout(self.timeout_s):
             if inspect.iscoroutinefunction(self.function):
                 return await self.function(**values)
-            return await asyncio.to_thread(self.function, **values)
+            return await pool.run(self.function, **values)
 
 
 def _description(doc: str) -> tuple[str, dict[str, str]]:
@@ -173,6 +177,8 @@ def tool(
 @dataclass
 class ToolRegistry:
     tools: dict[str, Tool] = field(default_factory=dict)
+    pool: ToolPool = field(default_factory=ToolPool)
+    """Where the sync tools run (the server sizes it: ``REALTALK_TOOL_WORKERS``)."""
 
     def add(self, *tools: Tool) -> None:
         for item in tools:
@@ -199,12 +205,19 @@ class ToolRegistry:
         found = self.tools.get(name)
         if found is None:
             return {"error": f"There is no tool named {name!r}."}
-        return await run_safely(found, arguments)
+        try:
+            return await run_safely(found, arguments, self.pool)
+        except ToolPoolBusy as exc:
+            return {"error": str(exc)}
 
 
-async def run_safely(found: Tool, arguments: Any) -> Any:
+async def run_safely(found: Tool, arguments: Any, pool: ToolPool) -> Any:
+    """The tool's result, or ``{"error": ...}`` for anything that went wrong in the call; a
+    full pool raises :class:`ToolPoolBusy` (the caller reports it: HTTP 503 or a tool error)."""
     try:
-        return await found.run(arguments)
+        return await found.run(arguments, pool)
+    except ToolPoolBusy:
+        raise
     except ToolArgumentsError as exc:
         return {"error": f"Invalid arguments for {found.name}: {exc.message}"}
     except ToolError as exc:

@@ -24,7 +24,11 @@ export class RealtimeSession extends EventTarget {
   async start() {
     this.microphone = await openMicrophone();
     this.emit("microphone", this.microphone);
-    const response = await fetch(`${this.backendUrl}/api/realtime/session`, { method: "POST" });
+    const response = await fetch(`${this.backendUrl}/api/realtime/session`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },  // the backend refuses other bodies
+      body: "{}",
+    });
     if (!response.ok) {
       const reason = await errorMessage(response);
       throw new SessionError(`Could not get a session key from the server: ${reason}`, "backend");

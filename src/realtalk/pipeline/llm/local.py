@@ -1,8 +1,11 @@
 """A GGUF model through llama-cpp-python, shared by all sessions.
 
-Generation runs in a worker thread and streams into the event loop; closing the stream stops
-it within a token. The previous call's KV cache is reused for the longest common prompt
-prefix, so a conversation's later turns only evaluate their new tokens.
+Generation runs on the stage's own threads and streams into the event loop. Closing the stream
+(or cancelling its consumer) returns at once: the generation stops within a batch or a token
+on its thread (``sharing.py``), so a cancelled reply's ``response.done`` never waits for the
+model. Sessions take turns on the model in slices (``sharing.py``). The previous call's KV
+cache is reused for the longest common prompt prefix, so a conversation's later turns only
+evaluate their new tokens.
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ import asyncio
 import contextlib
 import json
 import secrets
-import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp.llama_cpp as llama_lib
 import numpy as np
-from llama_cpp import Llama
 
 from realtalk.pipeline.llm import Finished, LLMEvent, LLMRequest, TextDelta, ToolCall
+from realtalk.pipeline.llm.sharing import GenerationStopped, Request, SharedLlama
 from realtalk.pipeline.llm.toolcalls import MalformedToolCall, may_be_call, parse_tool_calls
 from realtalk.pipeline.priority import FOREGROUND
 
@@ -28,6 +31,9 @@ TOOL_RESULT_NUDGE = (
     "Using the tool result above, answer the user in one or two short spoken "
     "sentences. Do not call a tool again."
 )
+WORKER_THREADS = 4
+"""Generations that can be started at once: one runs, the others wait for their turn on a
+thread (where they can be handed the model, see ``sharing.py``); more queue before that."""
 
 
 @contextlib.contextmanager
@@ -83,7 +89,7 @@ class LlamaLLM:
         """``repack=None`` decides from the CPU (:func:`repacking_is_safe`)."""
         self.repack = repacking_is_safe() if repack is None else repack
         with _weight_repacking(self.repack):
-            self.llama = Llama(
+            self.llama = SharedLlama(
                 model_path=str(model_path),
                 n_ctx=n_ctx,
                 n_threads=threads,
@@ -91,7 +97,7 @@ class LlamaLLM:
                 verbose=False,
             )
         self.context_tokens = n_ctx
-        self._lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="realtalk-llm")
         # Small models sometimes start by echoing the template's "<tools>" list instead of
         # answering or calling; with tools offered, that piece ("tools" glued to "<") is banned.
         pieces = self.llama.tokenize(b"<tools>", add_bos=False, special=True)
@@ -102,7 +108,7 @@ class LlamaLLM:
 
     def warm_up(self) -> None:
         """One tiny generation so the first user does not pay for lazy initialisation."""
-        with self._lock:
+        with self.llama.turn(Request()):
             self.llama.create_chat_completion(
                 messages=[{"role": "user", "content": "Hi"}], max_tokens=1
             )
@@ -148,9 +154,9 @@ class LlamaLLM:
         ]
         return messages, schemas or None
 
-    def _generate(self, request: LLMRequest, emit: Any, stop: threading.Event) -> None:
+    def _generate(self, request: LLMRequest, emit: Any, claim: Request) -> None:
         messages, tools = self._prepare(request)
-        with self._lock:
+        with self.llama.turn(claim):
             previous = np.array(self.llama.input_ids[: self.llama.n_tokens], copy=True)
             completion = 0
             reason = "stop"
@@ -165,7 +171,7 @@ class LlamaLLM:
             )
             try:
                 for chunk in chunks:
-                    if stop.is_set():
+                    if claim.stop.is_set():
                         break
                     FOREGROUND.yield_to()  # speech about to play goes first
                     choice = chunk["choices"][0]
@@ -190,18 +196,23 @@ class LlamaLLM:
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | Finished | BaseException] = asyncio.Queue()
-        stop = threading.Event()
+        claim = Request()
 
-        def emit(item: str | Finished) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+        def emit(item: str | Finished | BaseException) -> None:
+            if claim.stop.is_set():
+                return  # nobody reads a stopped stream
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def work() -> None:
             try:
-                self._generate(request, emit, stop)
+                self._generate(request, emit, claim)
+            except GenerationStopped:
+                pass
             except BaseException as exc:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                emit(exc)
 
-        worker = asyncio.ensure_future(asyncio.to_thread(work))
+        self._threads.submit(work)
         names = {t.name for t in request.tools} if request.tool_choice != "none" else set()
         held = ""
         decided: bool | None = None if names else False
@@ -225,9 +236,7 @@ class LlamaLLM:
                     yield TextDelta(held)
                     held = ""
         finally:
-            stop.set()
-            with contextlib.suppress(BaseException):
-                await worker
+            claim.stop.set()  # the thread stops on its own; nothing here waits for it
 
 
 def _calls_or_text(text: str, names: set[str]) -> list[LLMEvent]:

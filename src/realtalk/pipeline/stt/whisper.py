@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +51,8 @@ turn goes the 30-second way instead."""
 
 
 class WhisperSTT:
-    """Loads once per process; ``transcribe`` runs in a worker thread, one at a time."""
+    """Loads once per process; ``transcribe`` runs on the stage's own thread, one at a time
+    (a job cancelled before its turn never runs)."""
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class WhisperSTT:
         self.language = language
         self.window: Window = window
         self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="realtalk-stt")
         self._pending = 0
         self._tokenizers: dict[str | None, tuple[Tokenizer, list[int] | None]] = {}
         """Per language: the tokenizer and the tokens a decode must not produce."""
@@ -171,7 +174,8 @@ class WhisperSTT:
         """Transcribe 16 kHz int16 mono audio."""
         self._pending += 1
         try:
-            return await asyncio.to_thread(self._run, samples, prompt, language)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._run, samples, prompt, language)
         finally:
             self._pending -= 1
 

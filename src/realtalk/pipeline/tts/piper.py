@@ -1,4 +1,8 @@
-"""Piper TTS (``piper-tts``; espeak-ng data bundled), shared by all sessions."""
+"""Piper TTS (``piper-tts``; espeak-ng data bundled), shared by all sessions.
+
+Synthesis runs on the stage's own thread, one piece at a time; a stopped stream returns at
+once and its thread stops after the sentence it is making.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,7 @@ class PiperTTS:
         )
         self.sample_rate = int(self.voice.config.sample_rate)
         self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="realtalk-tts")
 
     def _chunks(self, text: str, speed: float) -> Iterator[Int16Array]:
         # OpenAI's speed 0.25–1.5 (1 = normal) maps to Piper's length_scale (< 1 = faster).
@@ -62,24 +68,30 @@ class PiperTTS:
         queue: asyncio.Queue[Int16Array | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
 
+        def put(item: Int16Array | BaseException | None) -> None:
+            if stop.is_set():
+                return  # nobody reads a stopped stream
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
         def work() -> None:
+            if stop.is_set():
+                return
             try:
                 with self._lock:
                     for chunk in self._chunks(text, speed):
                         if stop.is_set():
-                            break
-                        loop.call_soon_threadsafe(queue.put_nowait, chunk)
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                            return
+                        put(chunk)
+                put(None)
             except BaseException as exc:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                put(exc)
 
-        worker = asyncio.ensure_future(asyncio.to_thread(work))
+        self._thread.submit(work)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            stop.set()
-            with contextlib.suppress(BaseException):
-                await worker
+            stop.set()  # the thread stops after its sentence; nothing here waits for it

@@ -17,6 +17,7 @@ needed beside onnxruntime.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ WINDOW_SAMPLES = WINDOW_SECONDS * INTERNAL_RATE
 MEL_BINS = 80
 HOP_SAMPLES = 160
 FFT_SAMPLES = 400
+WORKER_THREADS = 2
+"""Decisions at once (each ~80 ms on one thread); more wait their turn."""
 _NORMALISE_EPSILON = 1e-7
 """Added to the variance before the square root (transformers' ``zero_mean_unit_var_norm``)."""
 
@@ -38,7 +41,7 @@ class SmartTurn:
     """The end-of-turn stage: one model, shared by all sessions.
 
     Thread-safe without a lock: an onnxruntime session may run concurrently, and the
-    spectrogram is computed from local arrays only.
+    spectrogram is computed from local arrays only. Decisions run on the stage's own threads.
     """
 
     def __init__(self, model_path: Path, threads: int = 1) -> None:
@@ -51,6 +54,7 @@ class SmartTurn:
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
+        self._threads = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="realtalk-turn")
         self._mel = FeatureExtractor(
             feature_size=MEL_BINS,
             sampling_rate=INTERNAL_RATE,
@@ -77,4 +81,5 @@ class SmartTurn:
         return float(np.asarray(output).reshape(-1)[0])
 
     async def probability(self, samples: Int16Array) -> float:
-        return await asyncio.to_thread(self.predict, samples)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.predict, samples)
