@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from realtalk.app.audio_api import FORM_OVERHEAD_BYTES, MAX_FILE_BYTES, MAX_SPEECH_BODY_BYTES
 from realtalk.app.errors import HTTPError, error_response
 
 KiB = 1024
@@ -25,6 +26,10 @@ LIMITS: tuple[tuple[str, int], ...] = (
     ("/v1/realtime/transcription_sessions", SESSION_BODY_BYTES),
     ("/v1/realtime/client_secrets", SESSION_BODY_BYTES),
     ("/v1/realtime/calls", SESSION_BODY_BYTES),  # multipart: the offer SDP and a session
+    # Routes with limits of their own (and their own codes, such as ``file_too_large``): a
+    # backstop just above them, so theirs answer first.
+    ("/v1/audio/transcriptions", MAX_FILE_BYTES + 2 * FORM_OVERHEAD_BYTES),
+    ("/v1/audio/speech", MAX_SPEECH_BODY_BYTES + DEFAULT_BODY_BYTES),
 )
 """Path prefix → the largest body accepted there; other paths get ``DEFAULT_BODY_BYTES``."""
 
