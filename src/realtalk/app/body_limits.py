@@ -2,14 +2,14 @@
 
 A declared ``Content-Length`` over the route's limit is answered ``413`` at once; a body
 without one (chunked) is counted as it arrives and refused as soon as it passes the limit,
-so no route ever holds more than its limit of one request in memory.
+so no route ever holds more than its limit of one request in memory (uvicorn reads and
+drops the rest, so the client gets to read the answer).
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from realtalk.app.audio_api import FORM_OVERHEAD_BYTES, MAX_FILE_BYTES, MAX_SPEECH_BODY_BYTES
 from realtalk.app.errors import HTTPError, error_response
 
 KiB = 1024
@@ -21,20 +21,20 @@ DEFAULT_BODY_BYTES = 64 * KiB
 """Everything else: raw SDP offers (their routes' own limit is the same), tool arguments
 from the page, hang-ups, the page's own requests."""
 
-LIMITS: tuple[tuple[str, int], ...] = (
+LIMITS: tuple[tuple[str, int | None], ...] = (
     ("/v1/realtime/sessions", SESSION_BODY_BYTES),
     ("/v1/realtime/transcription_sessions", SESSION_BODY_BYTES),
     ("/v1/realtime/client_secrets", SESSION_BODY_BYTES),
     ("/v1/realtime/calls", SESSION_BODY_BYTES),  # multipart: the offer SDP and a session
-    # Routes with limits of their own (and their own codes, such as ``file_too_large``): a
-    # backstop just above them, so theirs answer first.
-    ("/v1/audio/transcriptions", MAX_FILE_BYTES + 2 * FORM_OVERHEAD_BYTES),
-    ("/v1/audio/speech", MAX_SPEECH_BODY_BYTES + DEFAULT_BODY_BYTES),
+    # Limits of their own, declared and streamed (25 MB uploads, 64 KiB speech requests),
+    # answered with their own code, ``file_too_large``.
+    ("/v1/audio/", None),
 )
-"""Path prefix → the largest body accepted there; other paths get ``DEFAULT_BODY_BYTES``."""
+"""Path prefix → the largest body accepted there (None: the route enforces its own); other
+paths get ``DEFAULT_BODY_BYTES``."""
 
 
-def limit_for(path: str) -> int:
+def limit_for(path: str) -> int | None:
     for prefix, limit in LIMITS:
         if path.startswith(prefix):
             return limit
@@ -60,11 +60,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = limit_for(scope["path"])
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             refusal = _too_large(limit)
             response = error_response(refusal.status, refusal.message, code=refusal.code)
-            response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
         seen = 0
