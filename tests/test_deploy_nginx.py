@@ -10,6 +10,7 @@ the test fills in (and checks that each is still there, so the file cannot drift
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -180,6 +181,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         "REALTALK_API_KEY": API_KEY,
         "REALTALK_TRUSTED_PROXIES": "127.0.0.1",
         "REALTALK_MINT_RATE_LIMIT": "2/minute",
+        "REALTALK_MAX_SESSIONS": "2",
     }
     instances: list[LiveServer] = []
     proxy: Proxied | None = None
@@ -354,6 +356,25 @@ async def test_client_address_is_forwarded(proxied: Proxied) -> None:
     assert any('xff="198.51.100.2"' in line for line in proxied.log_lines())
 
 
+async def test_a_full_instance_passes_new_sessions_on(proxied: Proxied) -> None:
+    # Both sessions land on the instance ip_hash picks; at its cap (2) it refuses the third
+    # upgrade with 503 and nginx opens it on the other instance instead.
+    url = proxied.url.replace("https://", "wss://") + "/v1/realtime?model=realtalk-local"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(3):
+            ws = await stack.enter_async_context(
+                websockets.connect(url, additional_headers=headers, ssl=proxied.ssl)
+            )
+            created = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert created["type"] == "session.created"
+        async with proxied.client() as http:
+            counts = [
+                (await http.get(f"{s.url}/healthz")).json()["sessions"] for s in proxied.instances
+            ]
+    assert sorted(counts) == [1, 2]
+
+
 async def test_a_stopped_instance_is_routed_around(proxied: Proxied) -> None:
     # Runs last: it stops the instances. ip_hash sent this client to one of them so far.
     used = set(served_by(proxied, "GET", "/healthz"))
@@ -365,7 +386,7 @@ async def test_a_stopped_instance_is_routed_around(proxied: Proxied) -> None:
     async with proxied.client() as http:
         health = await http.get("/healthz")
         assert health.status_code == 200
-        # nginx tried the stopped one, then the other: "127.0.0.1:A, 127.0.0.1:B".
+        # The other instance answered (after nginx found the stopped one refusing).
         assert served_by(proxied, "GET", "/healthz")[-1].endswith(other.url[len("http://") :])
         for server in proxied.instances:
             stop_server(server)
