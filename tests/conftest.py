@@ -115,9 +115,9 @@ class RedisServer:
 def start_redis() -> RedisServer:
     """A throwaway ``redis-server`` on a free loopback port: no persistence, no config file."""
     port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--save", "", "--appendonly", "no"],
+        ["redis-server", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )

@@ -17,16 +17,20 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from realtalk.app.server import create_app
+from realtalk.config import Settings
 from realtalk.core.config import SessionConfig
 from realtalk.session.keys import KeyMinter, KeyRejected
 from realtalk.session.redis_keys import RedisKeyStore
 from tests.conftest import (
     LiveServer,
     RedisServer,
+    free_port,
     start_redis,
     start_server,
     stop_redis,
     stop_server,
+    with_settings,
 )
 from tests.rtc_client import RtcClient
 
@@ -283,3 +287,21 @@ async def test_the_mint_rate_limit_counts_across_instances(
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def test_an_unreachable_redis_is_a_clear_503(settings: Settings) -> None:
+    app = create_app(with_settings(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for path in ("/v1/realtime/client_secrets", "/api/realtime/session"):
+            response = await http.post(path, headers=auth_for(settings), json={})
+            assert response.status_code == 503, response.text
+            error = response.json()["error"]
+            assert error["code"] == "shared_state_unavailable"
+            assert error["type"] == "server_error"
+        assert (await http.get("/healthz")).status_code in (200, 503)  # still serving
+
+
+def auth_for(settings: Settings) -> dict[str, str]:
+    assert settings.api_key is not None
+    return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
