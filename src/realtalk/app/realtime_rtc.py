@@ -114,7 +114,7 @@ class Call:
             self.session.playout_stopped()
 
     def _on_ended(self, reason: str) -> None:
-        log.info("call %s: %s", self.call_id, reason)
+        log.info("call %s: %s", self.call_id, reason, extra=self._ids())
         self.end_reason = self.end_reason or "peer_closed"
         self._ended.set()
 
@@ -133,7 +133,12 @@ class Call:
         deadline = asyncio.get_running_loop().time() + max_s
         if not await self._connects(min(connect_s, max_s)):
             if not self._ended.is_set():
-                log.info("call %s: the peer did not connect within %g s", self.call_id, connect_s)
+                log.info(
+                    "call %s: the peer did not connect within %g s",
+                    self.call_id,
+                    connect_s,
+                    extra=self._ids(),
+                )
                 self.end_reason = "connect_timeout"
             await self.close()
             return
@@ -158,6 +163,10 @@ class Call:
             for wait in waits:
                 wait.cancel()
         return self.peer.connected.is_set() and not self._ended.is_set()
+
+    def _ids(self) -> dict[str, str]:
+        """A log record's structured fields for this call."""
+        return {"call_id": self.call_id, "session_id": self.session.session_id}
 
     def hang_up(self) -> None:
         self.end_reason = self.end_reason or "hangup"
@@ -190,7 +199,7 @@ class Call:
         if self._started:
             metrics.session_ended("webrtc", self.end_reason or "closed")
         self.finished.set()
-        log.info("call %s closed", self.call_id)
+        log.info("call %s closed", self.call_id, extra=self._ids())
 
 
 async def _read_sdp(request: Request) -> str:
