@@ -286,6 +286,7 @@ async def test_sigterm_drains_then_ends_sessions_cleanly_and_exits_0(
         events = await _until(ws, "error", DRAIN_S + 10)
         assert events[-1]["error"]["code"] == "server_shutting_down"
         assert "restarting" in events[-1]["error"]["message"]
+        assert events[-1]["error"]["type"] == "server_error"
         ended_at = time.monotonic() - signalled
         assert DRAIN_S - 0.5 <= ended_at <= DRAIN_S + 10
         with pytest.raises(websockets.ConnectionClosedOK) as closed:

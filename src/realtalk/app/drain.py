@@ -41,6 +41,7 @@ def shutting_down() -> ProtocolError:
     return ProtocolError(
         "The server is restarting and has ended this session; connect again to continue.",
         "server_shutting_down",
+        type="server_error",
     )
 
 
