@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mint_rate_limit: str = "20/minute"
+    redis_url: str | None = None
+    """Shared state for several instances (keys, call registry, mint rate limit); None: this
+    process alone, in memory."""
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are
     believed (empty: none; a client's own forwarding headers are ignored)."""
@@ -257,6 +260,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a redis://, rediss:// or unix:// URL")
+        return value or None
 
 
 class ConfigError(Exception):

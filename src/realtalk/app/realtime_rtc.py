@@ -5,7 +5,8 @@
 - GA ``POST /v1/realtime/calls``: raw SDP with an ephemeral key, or ``multipart/form-data``
   with ``sdp`` and ``session`` parts and the standard key (a backend starting a call for a
   browser); ``201 Created``, ``Location: /v1/realtime/calls/rtc_…`` (GA event names).
-- ``POST /v1/realtime/calls/{call_id}/hangup`` ends a call.
+- ``POST /v1/realtime/calls/{call_id}/hangup`` ends a call (on any instance sharing Redis:
+  ``app.call_directory`` relays it to the instance holding the call).
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ class Call:
         if self._closed:
             return
         self._closed = True
-        self.state.calls.pop(self.call_id, None)
+        if self.state.calls.pop(self.call_id, None) is not None and self.state.directory:
+            await self.state.directory.forget(self.call_id)
         self.state.live_sessions.discard(self)
         current = asyncio.current_task()
         for task in self._tasks:
@@ -281,6 +283,12 @@ async def _start_call(
         raise
     state.calls[call.call_id] = call
     state.live_sessions.add(call)
+    if state.directory is not None:
+        try:
+            await state.directory.register(call.call_id)
+        except BaseException:
+            await call.close()  # a call other instances cannot find would be half-shared
+            raise
     return call
 
 
@@ -377,9 +385,10 @@ async def hangup(call_id: str, request: Request) -> Response:
             headers={"WWW-Authenticate": "Bearer"},
         )
     call = state.calls.get(call_id)
-    if call is None:
+    if call is not None:
+        call.hang_up()
+    elif state.directory is None or not await state.directory.hang_up(call_id):
         raise HTTPError(
             404, f"No call with id '{call_id}'.", code="call_not_found", type="not_found_error"
         )
-    call.hang_up()
     return Response(status_code=200)

@@ -16,9 +16,11 @@ from typing import Literal
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from realtalk import metrics
+from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import OverCapacity
 from realtalk.app.drain import shutting_down
 from realtalk.app.engine_keys import with_intent
@@ -201,6 +203,9 @@ async def _attach_to_call(
         )
         return
     call = state.calls.get(call_id)
+    if call is None and state.directory is not None:
+        await _relay_to_call(websocket, state.directory, call_id, protocols)
+        return
     if call is None:
         await _deny(websocket, 404, "call_not_found", f"No call with id '{call_id}'.")
         return
@@ -230,6 +235,56 @@ async def _attach_to_call(
         with contextlib.suppress(ValueError):
             session.listeners.remove(events)
         await _close(websocket, 1000, "")
+
+
+async def _relay_to_call(
+    websocket: WebSocket, directory: CallDirectory, call_id: str, protocols: list[str]
+) -> None:
+    """The sideband of a call another instance holds, relayed through Redis both ways."""
+    relay = directory.relay(call_id)
+    try:
+        try:
+            answer = await relay.open()
+        except RedisError as exc:
+            log.error("sideband relay for %s: Redis failed: %s", call_id, exc)
+            answer = "no_answer"
+        if answer == "call_not_found":
+            await _deny(websocket, 404, "call_not_found", f"No call with id '{call_id}'.")
+            return
+        if answer == "no_answer":
+            await _deny(
+                websocket,
+                503,
+                "call_unreachable",
+                f"The instance holding call '{call_id}' did not answer; try again.",
+                type="server_error",
+            )
+            return
+        await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
+
+        async def forward() -> None:
+            async for text in relay.events():
+                await websocket.send_text(text)
+
+        async def back() -> None:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("text")
+                await relay.send(raw if raw is not None else message.get("bytes") or b"")
+
+        jobs = {asyncio.ensure_future(forward()), asyncio.ensure_future(back())}
+        try:
+            await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for job in jobs:
+                job.cancel()
+                with contextlib.suppress(Exception):  # a dropped socket or Redis: the end
+                    await settle(job)
+        await _close(websocket, 1000, "")
+    finally:
+        await relay.aclose()
 
 
 async def _read(websocket: WebSocket, session: RealtimeSession) -> None:

@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from realtalk import __version__, metrics
 from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import SessionSlots, machine_max_sessions
 from realtalk.app.cross_site import CrossSiteGuard
 from realtalk.app.engine_keys import require_standard_key
@@ -32,6 +34,7 @@ from realtalk.config import Settings, ensure_api_key
 from realtalk.pipeline.models import ModelChoice, load_models
 from realtalk.pipeline.remote import RemoteStage
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
+from realtalk.session.redis_keys import RedisKeyStore
 from realtalk.tools import ToolRegistry
 from realtalk.tools.loading import load_tools
 from realtalk.tools.pool import ToolPool
@@ -131,18 +134,24 @@ def create_app(
     tools: ToolRegistry | None = None,
 ) -> FastAPI:
     """The whole server as one ASGI app. ``clock``, ``key_store`` and ``warmup`` are seams
-    for tests and for a shared store later."""
+    for tests. With ``settings.redis_url``, keys, the call registry and the mint rate limit
+    are shared with every instance using the same Redis."""
     api_key, _ = ensure_api_key(settings)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    if key_store is None:
+        key_store = RedisKeyStore(redis, clock) if redis else InMemoryKeyStore(clock)
     state = ServerState(
         settings=settings,
         api_key=api_key,
-        minter=KeyMinter(key_store or InMemoryKeyStore(clock), clock),
+        minter=KeyMinter(key_store, clock),
         slots=SessionSlots(
             settings.max_sessions or machine_max_sessions(), settings.max_sessions_per_key
         ),
         tools=tools if tools is not None else load_tools(settings),
     )
     state.tools.pool = ToolPool(settings.tool_workers)
+    if redis is not None:
+        state.directory = CallDirectory(redis, state.calls)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,19 +169,25 @@ def create_app(
         async with httpx.AsyncClient() as http, asyncio.TaskGroup() as tasks:
             app.state.http = http
             warm_task = tasks.create_task(warm())
+            directory = state.directory
+            directory_task = tasks.create_task(directory.run()) if directory else None
             try:
                 yield
             finally:
                 warm_task.cancel()
                 for call in list(state.calls.values()):
                     await call.close()
+                if directory_task is not None:
+                    directory_task.cancel()
                 state.tools.pool.close()
+        if redis is not None:
+            await redis.aclose()
 
     app = FastAPI(
         title="realtalk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.realtalk = state
-    app.state.mint_rate_limit = backend.MintRateLimit(settings.mint_rate_limit)
+    app.state.mint_rate_limit = backend.MintRateLimit(settings.mint_rate_limit, settings.redis_url)
     install_error_handlers(app)
     app.include_router(engine_keys.router)
     app.include_router(backend.router)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from fastapi import Request
 
+from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import SessionSlots
 from realtalk.config import Settings
 from realtalk.core.config import FunctionTool, SessionConfig, Transcription, TurnDetection
@@ -35,6 +36,8 @@ class ServerState:
     """Live WebRTC calls by id (``app.realtime_rtc.Call``)."""
     ending: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a drain's time is up: the WebSocket sessions still open end (``app.drain``)."""
+    directory: CallDirectory | None = None
+    """The calls of every instance sharing Redis (None: this process alone)."""
 
     def is_standard_key(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())
