@@ -70,6 +70,7 @@ def start_server(
         "REALTALK_API_KEY": api_key,
         "REALTALK_DATA_DIR": str(tmp_path / f"data-{name}"),
         "REALTALK_MODEL_DIR": str(MODEL_DIR),
+        "REALTALK_DRAIN_S": "2",  # stop_server's SIGTERM: a session a test left open ends soon
         **(env or {}),
     }
     log_path = tmp_path / f"server-{name}.log"

@@ -146,6 +146,14 @@ class Settings(BaseSettings):
     when the offer has one) is ended."""
     header_timeout_s: float = Field(default=5.0, gt=0, le=300)
     """A connection's request line and headers must arrive within this; else 408, closed."""
+    drain_s: float = Field(default=30.0, ge=0, le=3600)
+    """On SIGTERM: how long live sessions may go on (new ones are refused) before they are
+    ended with a ``server_shutting_down`` error and the process exits."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without a key (for a scraper on a private network); else it needs
+    the standard key as a bearer token."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (time, level, logger, message, session/response ids)."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
+from realtalk import metrics
 from realtalk.app.capacity import OverCapacity, Slot
 from realtalk.app.engine_keys import bearer_token, with_intent
 from realtalk.app.errors import HTTPError
@@ -80,6 +81,11 @@ class Call:
         self._tasks: list[asyncio.Task[Any]] = []
         self._ended = asyncio.Event()
         self._closed = False
+        self._started = False
+        self._farewell: ProtocolError | None = None
+        """The error event the call ends with (expired, or the server shutting down)."""
+        self.end_reason = ""
+        """Why the call ended (the metrics' ``reason``)."""
         self.finished = asyncio.Event()
         """Set once the call is fully closed (sideband sockets end with it)."""
         self.answer_sdp = ""
@@ -87,6 +93,8 @@ class Call:
     async def start(self, offer_sdp: str) -> str:
         answer = await self.peer.answer(offer_sdp)
         self.session.start()
+        self._started = True
+        metrics.session_started("webrtc")
         self._tasks = [
             asyncio.ensure_future(self._read()),
             asyncio.ensure_future(self._write()),
@@ -107,7 +115,8 @@ class Call:
             self.session.playout_stopped()
 
     def _on_ended(self, reason: str) -> None:
-        log.info("call %s: %s", self.call_id, reason)
+        log.info("call %s: %s", self.call_id, reason, extra=self._ids())
+        self.end_reason = self.end_reason or "peer_closed"
         self._ended.set()
 
     async def _read(self) -> None:
@@ -125,7 +134,13 @@ class Call:
         deadline = asyncio.get_running_loop().time() + max_s
         if not await self._connects(min(connect_s, max_s)):
             if not self._ended.is_set():
-                log.info("call %s: the peer did not connect within %g s", self.call_id, connect_s)
+                log.info(
+                    "call %s: the peer did not connect within %g s",
+                    self.call_id,
+                    connect_s,
+                    extra=self._ids(),
+                )
+                self.end_reason = "connect_timeout"
             await self.close()
             return
         try:
@@ -133,14 +148,10 @@ class Call:
                 self._ended.wait(), timeout=deadline - asyncio.get_running_loop().time()
             )
         except TimeoutError:
-            self.session.emit(
-                self.session.events.error(
-                    ProtocolError(
-                        f"Your session hit the maximum duration of {max_s} seconds.",
-                        "session_expired",
-                    )
-                )
-            )
+            message = f"Your session hit the maximum duration of {max_s} seconds."
+            self.end_with(ProtocolError(message, "session_expired"), "session_expired")
+        if self._farewell is not None:
+            self.session.emit(self.session.events.error(self._farewell))
             await asyncio.sleep(0.25)  # let the error leave on the channel
         await self.close()
 
@@ -154,7 +165,18 @@ class Call:
                 wait.cancel()
         return self.peer.connected.is_set() and not self._ended.is_set()
 
+    def _ids(self) -> dict[str, str]:
+        """A log record's structured fields for this call."""
+        return {"call_id": self.call_id, "session_id": self.session.session_id}
+
     def hang_up(self) -> None:
+        self.end_reason = self.end_reason or "hangup"
+        self._ended.set()
+
+    def end_with(self, error: ProtocolError, reason: str) -> None:
+        """End the call with ``error`` on its data channel first."""
+        if not self._ended.is_set():
+            self._farewell, self.end_reason = error, reason
         self._ended.set()
 
     async def close(self) -> None:
@@ -176,8 +198,10 @@ class Call:
         await self.session.aclose()
         await self.peer.close()
         self.slot.release()
+        if self._started:
+            metrics.session_ended("webrtc", self.end_reason or "closed")
         self.finished.set()
-        log.info("call %s closed", self.call_id)
+        log.info("call %s closed", self.call_id, extra=self._ids())
 
 
 async def _read_sdp(request: Request) -> str:
@@ -223,6 +247,7 @@ def _check_capacity(state: ServerState, key: str | None) -> None:
     try:
         state.slots.check(key)
     except OverCapacity as refusal:
+        metrics.SESSIONS_REFUSED.labels(refusal.code).inc()
         raise HTTPError(
             refusal.status,
             refusal.message,

@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from realtalk import metrics
 from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import OverCapacity
+from realtalk.app.drain import shutting_down
 from realtalk.app.engine_keys import with_intent
 from realtalk.app.state import ServerState
 from realtalk.core.config import SessionConfig
@@ -35,6 +37,8 @@ router = APIRouter()
 
 KEY_PROTOCOL = "openai-insecure-api-key."
 BETA_PROTOCOL = "openai-beta.realtime-v1"
+FLUSH_S = 5.0
+"""A session ending on the server's side sends what is queued for this long at most."""
 
 
 def _offered_protocols(websocket: WebSocket) -> list[str]:
@@ -96,6 +100,7 @@ async def realtime_websocket(websocket: WebSocket) -> None:
     try:
         slot = state.slots.take(None if state.is_standard_key(key) else key)
     except OverCapacity as refusal:
+        metrics.SESSIONS_REFUSED.labels(refusal.code).inc()
         await _deny(
             websocket,
             refusal.status,
@@ -148,30 +153,39 @@ async def _open_session(
     state.live_sessions.add(session)
     log.info("session opened", extra={"session_id": session_id, "generation": generation})
     session.start()
+    metrics.session_started("websocket")
+    reason = "client_closed"
     writer = asyncio.ensure_future(_write(websocket, session))
+    reader = asyncio.ensure_future(_read(websocket, session))
+    ending = asyncio.ensure_future(state.ending.wait())
     try:
-        async with asyncio.timeout(state.settings.session_max_s):
-            await _read(websocket, session)
-    except TimeoutError:
-        session.emit(
-            session.events.error(
-                ProtocolError(
-                    f"Your session hit the maximum duration of "
-                    f"{state.settings.session_max_s} seconds.",
-                    "session_expired",
-                )
-            )
+        max_s = state.settings.session_max_s
+        done, _ = await asyncio.wait(
+            {reader, ending}, timeout=max_s, return_when=asyncio.FIRST_COMPLETED
         )
-        await _drain(websocket, session)
-        await _close(websocket, 1001, "session expired")
+        if reader in done:
+            reader.result()
+        else:
+            if ending in done:
+                reason, error, why = "server_shutting_down", shutting_down(), "server restarting"
+            else:
+                message = f"Your session hit the maximum duration of {max_s} seconds."
+                reason, why = "session_expired", "session expired"
+                error = ProtocolError(message, "session_expired")
+            session.emit(session.events.error(error))
+            await _flush(session, writer)
+            await _close(websocket, 1001, why)
     except WebSocketDisconnect:
         pass
     finally:
-        writer.cancel()
-        await settle(writer)
+        for task in (reader, ending, writer):
+            task.cancel()
+            with contextlib.suppress(Exception):  # a dropped socket is an ordinary end
+                await settle(task)
         state.live_sessions.discard(session)
         await session.aclose()
-        log.info("session closed", extra={"session_id": session_id})
+        metrics.session_ended("websocket", reason)
+        log.info("session closed", extra={"session_id": session_id, "reason": reason})
         await _close(websocket, 1000, "")
 
 
@@ -288,17 +302,20 @@ async def _write(websocket: WebSocket, session: RealtimeSession) -> None:
     try:
         while True:
             event = await session.outbox.get()
-            await websocket.send_text(json.dumps(event, separators=(",", ":")))
+            try:
+                await websocket.send_text(json.dumps(event, separators=(",", ":")))
+            finally:
+                session.outbox.task_done()
     except (WebSocketDisconnect, RuntimeError):
         return  # the reader sees the disconnect and ends the session
 
 
-async def _drain(websocket: WebSocket, session: RealtimeSession) -> None:
-    while not session.outbox.empty():
-        try:
-            await websocket.send_text(json.dumps(session.outbox.get_nowait()))
-        except (WebSocketDisconnect, RuntimeError):
-            return
+async def _flush(session: RealtimeSession, writer: asyncio.Future[None]) -> None:
+    """Until the writer has sent every event queued so far (or the socket is gone)."""
+    sent = asyncio.ensure_future(session.outbox.join())
+    await asyncio.wait({sent, writer}, timeout=FLUSH_S, return_when=asyncio.FIRST_COMPLETED)
+    sent.cancel()
+    await settle(sent)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -12,20 +12,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from realtalk import __version__
+from realtalk import __version__, metrics
 from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
 from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import SessionSlots, machine_max_sessions
 from realtalk.app.cross_site import CrossSiteGuard
+from realtalk.app.engine_keys import require_standard_key
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
@@ -109,6 +111,14 @@ async def load_engine_models(state: ServerState) -> None:
     if state.settings.engine != "embedded":
         return
     state.models = await asyncio.to_thread(load_models, model_choice(state.settings))
+
+
+def _readiness(state: ServerState) -> str:
+    if state.slots.draining:
+        return "draining"
+    if state.readiness != "ready":
+        return state.readiness
+    return "ready" if state.slots.left() else "full"
 
 
 def web_root() -> Path:
@@ -195,6 +205,28 @@ def create_app(
         if state.readiness_detail:
             body["detail"] = state.readiness_detail
         return JSONResponse(body, status_code=200 if state.readiness == "ready" else 503)
+
+    @app.get("/readyz")
+    async def readyz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:
+        """Readiness for a load balancer: 200 while this instance takes new sessions."""
+        slots = state.slots
+        status = _readiness(state)
+        body = {
+            "status": status,
+            "sessions": slots.taken,
+            "max_sessions": slots.total,
+            "capacity_left": slots.left(),
+            "draining": slots.draining,
+        }
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)
+
+    @app.get("/metrics")
+    async def metrics_text(
+        request: Request, state: Annotated[ServerState, Depends(server_state)]
+    ) -> Response:
+        if not state.settings.metrics_public:
+            require_standard_key(request, state)
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
     app.add_middleware(CrossSiteGuard, allowed_origins=settings.cors_origins)

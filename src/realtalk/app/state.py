@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,8 @@ class ServerState:
     tools: ToolRegistry = field(default_factory=ToolRegistry)
     calls: dict[str, Any] = field(default_factory=dict)
     """Live WebRTC calls by id (``app.realtime_rtc.Call``)."""
+    ending: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a drain's time is up: the WebSocket sessions still open end (``app.drain``)."""
     directory: CallDirectory | None = None
     """The calls of every instance sharing Redis (None: this process alone)."""
 
