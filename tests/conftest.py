@@ -70,6 +70,7 @@ def start_server(
         "REALTALK_API_KEY": api_key,
         "REALTALK_DATA_DIR": str(tmp_path / f"data-{name}"),
         "REALTALK_MODEL_DIR": str(MODEL_DIR),
+        "REALTALK_DRAIN_S": "2",  # stop_server's SIGTERM: a session a test left open ends soon
         **(env or {}),
     }
     log_path = tmp_path / f"server-{name}.log"
@@ -101,6 +102,42 @@ def stop_server(server: LiveServer) -> None:
     server.process.terminate()
     try:
         server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@dataclass
+class RedisServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_redis() -> RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port: no persistence, no config file."""
+    port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        ["redis-server", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("redis-server exited early")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return RedisServer(f"redis://127.0.0.1:{port}/0", process)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def stop_redis(server: RedisServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()

@@ -42,6 +42,7 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ("REALTALK_PORT", "70000", "REALTALK_PORT"),
         ("REALTALK_CORS_ORIGINS", "app.example.com", "REALTALK_CORS_ORIGINS"),
         ("REALTALK_MINT_RATE_LIMIT", "lots", "REALTALK_MINT_RATE_LIMIT"),
+        ("REALTALK_REDIS_URL", "localhost:6379", "REALTALK_REDIS_URL"),
         ("REALTALK_VAD_THRESHOLD", "1.5", "REALTALK_VAD_THRESHOLD"),
         ("REALTALK_OPENAI_BASE_URL", "ftp://x", "REALTALK_OPENAI_BASE_URL"),
         ("REALTALK_INPUT_TRANSCRIPTION", "maybe", "REALTALK_INPUT_TRANSCRIPTION"),

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from realtalk.config import ConfigError, Settings, ensure_api_key, load_settings, mask_secret
+from realtalk.logs import use_json_logs
 from realtalk.pipeline import weights
 
 
@@ -66,6 +67,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
     from realtalk.app.access_log import configure_server_logging
+    from realtalk.app.drain import DrainingServer
     from realtalk.app.http_limits import RealtimeWebSocketProtocol, bounded_http_protocol
     from realtalk.app.server import create_app
 
@@ -80,7 +82,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         print(f"realtalk: {exc}", file=sys.stderr)
         return 2
     configure_server_logging(key)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=port or settings.port,
@@ -98,7 +100,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         # compresses anyway).
         ws_per_message_deflate=False,
     )
-    return 0
+    server = DrainingServer(config, app.state.realtalk)
+    server.run()
+    return 0 if server.started else 3  # uvicorn's status for a failed startup
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"realtalk: {exc}", file=sys.stderr)
         return 2
+    if settings.log_format == "json":
+        use_json_logs()
     if args.command == "models":
         return _models(settings, args.action, args.ids)
     return _serve(settings, args.host, args.port)

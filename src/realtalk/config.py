@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mint_rate_limit: str = "20/minute"
+    redis_url: str | None = None
+    """Shared state for several instances (keys, call registry, mint rate limit); None: this
+    process alone, in memory."""
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are
     believed (empty: none; a client's own forwarding headers are ignored)."""
@@ -143,6 +146,14 @@ class Settings(BaseSettings):
     when the offer has one) is ended."""
     header_timeout_s: float = Field(default=5.0, gt=0, le=300)
     """A connection's request line and headers must arrive within this; else 408, closed."""
+    drain_s: float = Field(default=30.0, ge=0, le=3600)
+    """On SIGTERM: how long live sessions may go on (new ones are refused) before they are
+    ended with a ``server_shutting_down`` error and the process exits."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without a key (for a scraper on a private network); else it needs
+    the standard key as a bearer token."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (time, level, logger, message, session/response ids)."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -249,6 +260,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a redis://, rediss:// or unix:// URL")
+        return value or None
 
 
 class ConfigError(Exception):

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Depends, Request
 from limits import parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from realtalk.app.errors import HTTPError
@@ -24,11 +24,17 @@ router = APIRouter(prefix="/api")
 
 
 class MintRateLimit:
-    """Per-client-address moving-window limit on minting (default 20/minute)."""
+    """Per-client-address moving-window limit on minting (default 20/minute), counted in
+    this process, or across every instance that shares ``redis_url``."""
 
-    def __init__(self, rate: str) -> None:
+    def __init__(self, rate: str, redis_url: str | None = None) -> None:
         self.rate = parse(rate)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage: Storage = MemoryStorage()
+        if redis_url:
+            storage = RedisStorage(
+                _limits_uri(redis_url), implementation="redispy", key_prefix="realtalk:limits"
+            )
+        self.limiter = MovingWindowRateLimiter(storage)
 
     async def check(self, client: str) -> None:
         if await self.limiter.hit(self.rate, "mint", client):
@@ -42,6 +48,13 @@ class MintRateLimit:
             type="rate_limit_error",
             headers={"Retry-After": str(retry_after)},
         )
+
+
+def _limits_uri(redis_url: str) -> str:
+    """``limits`` names its asyncio Redis storage by scheme: ``async+redis://`` and so on."""
+    if redis_url.startswith("unix://"):
+        return "async+redis+unix://" + redis_url.removeprefix("unix://")
+    return "async+" + redis_url
 
 
 def _engine_base_url(request: Request, state: ServerState) -> str:

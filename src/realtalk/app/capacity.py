@@ -51,10 +51,14 @@ class Slot:
 
 
 class SessionSlots:
+    """The instance's session places; :meth:`left` is what ``/readyz`` reports."""
+
     def __init__(self, total: int, per_key: int) -> None:
         self.total = total
         self.per_key = per_key
         self.taken = 0
+        self.draining = False
+        """Set on SIGTERM (``app.drain``): every new session is refused."""
         self._by_key: dict[str, int] = {}
         """Open sessions by the SHA-256 of their key (the keys themselves are not kept)."""
 
@@ -70,6 +74,14 @@ class SessionSlots:
 
     def check(self, key: str | None) -> None:
         """Raise :class:`OverCapacity` where ``take`` would, taking nothing."""
+        if self.draining:
+            raise OverCapacity(
+                503,
+                "server_shutting_down",
+                "This server is restarting and takes no new sessions; connect again "
+                f"in {RETRY_AFTER_S} seconds.",
+                "server_error",
+            )
         if self.taken >= self.total:
             raise OverCapacity(
                 503,
@@ -87,6 +99,10 @@ class SessionSlots:
                 "close one first.",
                 "rate_limit_error",
             )
+
+    def left(self) -> int:
+        """Places free now (0 while draining)."""
+        return 0 if self.draining else max(0, self.total - self.taken)
 
     def _release(self, digest: str | None) -> None:
         self.taken -= 1

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from realtalk.protocol import wire_json
@@ -106,6 +107,17 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return error_response(
             exc.status_code, str(exc.detail), type=kind, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RedisError)
+    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
+        log.error("Redis failed on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "The shared state (Redis) is unavailable; try again shortly.",
+            code="shared_state_unavailable",
+            type="server_error",
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)

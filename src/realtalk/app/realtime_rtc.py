@@ -5,7 +5,8 @@
 - GA ``POST /v1/realtime/calls``: raw SDP with an ephemeral key, or ``multipart/form-data``
   with ``sdp`` and ``session`` parts and the standard key (a backend starting a call for a
   browser); ``201 Created``, ``Location: /v1/realtime/calls/rtc_…`` (GA event names).
-- ``POST /v1/realtime/calls/{call_id}/hangup`` ends a call.
+- ``POST /v1/realtime/calls/{call_id}/hangup`` ends a call (on any instance sharing Redis:
+  ``app.call_directory`` relays it to the instance holding the call).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
+from realtalk import metrics
 from realtalk.app.capacity import OverCapacity, Slot
 from realtalk.app.engine_keys import bearer_token, with_intent
 from realtalk.app.errors import HTTPError, parse_json_part
@@ -78,6 +80,11 @@ class Call:
         self._tasks: list[asyncio.Task[Any]] = []
         self._ended = asyncio.Event()
         self._closed = False
+        self._started = False
+        self._farewell: ProtocolError | None = None
+        """The error event the call ends with (expired, or the server shutting down)."""
+        self.end_reason = ""
+        """Why the call ended (the metrics' ``reason``)."""
         self.finished = asyncio.Event()
         """Set once the call is fully closed (sideband sockets end with it)."""
         self.answer_sdp = ""
@@ -85,6 +92,8 @@ class Call:
     async def start(self, offer_sdp: str) -> str:
         answer = await self.peer.answer(offer_sdp)
         self.session.start()
+        self._started = True
+        metrics.session_started("webrtc")
         self._tasks = [
             asyncio.ensure_future(self._read()),
             asyncio.ensure_future(self._write()),
@@ -105,7 +114,8 @@ class Call:
             self.session.playout_stopped()
 
     def _on_ended(self, reason: str) -> None:
-        log.info("call %s: %s", self.call_id, reason)
+        log.info("call %s: %s", self.call_id, reason, extra=self._ids())
+        self.end_reason = self.end_reason or "peer_closed"
         self._ended.set()
 
     async def _read(self) -> None:
@@ -122,7 +132,13 @@ class Call:
         deadline = asyncio.get_running_loop().time() + max_s
         if not await self._connects(min(connect_s, max_s)):
             if not self._ended.is_set():
-                log.info("call %s: the peer did not connect within %g s", self.call_id, connect_s)
+                log.info(
+                    "call %s: the peer did not connect within %g s",
+                    self.call_id,
+                    connect_s,
+                    extra=self._ids(),
+                )
+                self.end_reason = "connect_timeout"
             await self.close()
             return
         try:
@@ -130,14 +146,10 @@ class Call:
                 self._ended.wait(), timeout=deadline - asyncio.get_running_loop().time()
             )
         except TimeoutError:
-            self.session.emit(
-                self.session.events.error(
-                    ProtocolError(
-                        f"Your session hit the maximum duration of {max_s} seconds.",
-                        "session_expired",
-                    )
-                )
-            )
+            message = f"Your session hit the maximum duration of {max_s} seconds."
+            self.end_with(ProtocolError(message, "session_expired"), "session_expired")
+        if self._farewell is not None:
+            self.session.emit(self.session.events.error(self._farewell))
             await asyncio.sleep(0.25)  # let the error leave on the channel
         await self.close()
 
@@ -151,7 +163,18 @@ class Call:
                 wait.cancel()
         return self.peer.connected.is_set() and not self._ended.is_set()
 
+    def _ids(self) -> dict[str, str]:
+        """A log record's structured fields for this call."""
+        return {"call_id": self.call_id, "session_id": self.session.session_id}
+
     def hang_up(self) -> None:
+        self.end_reason = self.end_reason or "hangup"
+        self._ended.set()
+
+    def end_with(self, error: ProtocolError, reason: str) -> None:
+        """End the call with ``error`` on its data channel first."""
+        if not self._ended.is_set():
+            self._farewell, self.end_reason = error, reason
         self._ended.set()
 
     async def close(self) -> None:
@@ -159,7 +182,8 @@ class Call:
         if self._closed:
             return
         self._closed = True
-        self.state.calls.pop(self.call_id, None)
+        if self.state.calls.pop(self.call_id, None) is not None and self.state.directory:
+            await self.state.directory.forget(self.call_id)
         self.state.live_sessions.discard(self)
         current = asyncio.current_task()
         for task in self._tasks:
@@ -172,8 +196,10 @@ class Call:
         await self.session.aclose()
         await self.peer.close()
         self.slot.release()
+        if self._started:
+            metrics.session_ended("webrtc", self.end_reason or "closed")
         self.finished.set()
-        log.info("call %s closed", self.call_id)
+        log.info("call %s closed", self.call_id, extra=self._ids())
 
 
 async def _read_sdp(request: Request) -> str:
@@ -230,6 +256,7 @@ def _check_capacity(state: ServerState, key: str | None) -> None:
     try:
         state.slots.check(key)
     except OverCapacity as refusal:
+        metrics.SESSIONS_REFUSED.labels(refusal.code).inc()
         raise HTTPError(
             refusal.status,
             refusal.message,
@@ -265,6 +292,12 @@ async def _start_call(
         raise
     state.calls[call.call_id] = call
     state.live_sessions.add(call)
+    if state.directory is not None:
+        try:
+            await state.directory.register(call.call_id)
+        except BaseException:
+            await call.close()  # a call other instances cannot find would be half-shared
+            raise
     return call
 
 
@@ -348,9 +381,10 @@ async def hangup(call_id: str, request: Request) -> Response:
             headers={"WWW-Authenticate": "Bearer"},
         )
     call = state.calls.get(call_id)
-    if call is None:
+    if call is not None:
+        call.hang_up()
+    elif state.directory is None or not await state.directory.hang_up(call_id):
         raise HTTPError(
             404, f"No call with id '{call_id}'.", code="call_not_found", type="not_found_error"
         )
-    call.hang_up()
     return Response(status_code=200)

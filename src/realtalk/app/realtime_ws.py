@@ -15,9 +15,13 @@ from typing import Literal
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from realtalk import metrics
+from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import OverCapacity
+from realtalk.app.drain import shutting_down
 from realtalk.app.engine_keys import with_intent
 from realtalk.app.state import ServerState
 from realtalk.core.config import SessionConfig
@@ -33,8 +37,11 @@ router = APIRouter()
 
 KEY_PROTOCOL = "openai-insecure-api-key."
 BETA_PROTOCOL = "openai-beta.realtime-v1"
+FLUSH_S = 5.0
+"""A session ending on the server's side sends what is queued for this long at most."""
 OVERFLOW_REASON = "client is not reading its events"
 CLOSE_WAIT_S = 10.0
+"""A client that does not read is given this long to take the close frame."""
 
 
 def _offered_protocols(websocket: WebSocket) -> list[str]:
@@ -96,6 +103,7 @@ async def realtime_websocket(websocket: WebSocket) -> None:
     try:
         slot = state.slots.take(None if state.is_standard_key(key) else key)
     except OverCapacity as refusal:
+        metrics.SESSIONS_REFUSED.labels(refusal.code).inc()
         await _deny(
             websocket,
             refusal.status,
@@ -148,39 +156,44 @@ async def _open_session(
     state.live_sessions.add(session)
     log.info("session opened", extra={"session_id": session_id, "generation": generation})
     session.start()
+    metrics.session_started("websocket")
+    reason = "client_closed"
     writer = asyncio.ensure_future(_write(websocket, session))
     reader = asyncio.ensure_future(_read(websocket, session))
+    ending = asyncio.ensure_future(state.ending.wait())
     overflow = asyncio.ensure_future(session.outbox.overflowed.wait())
     close_code, close_reason = 1000, ""
     try:
-        async with asyncio.timeout(state.settings.session_max_s):
-            await asyncio.wait({reader, overflow}, return_when=asyncio.FIRST_COMPLETED)
-        if overflow.done():
-            log.info("client not reading: closed", extra={"session_id": session_id})
-            close_code, close_reason = 1008, OVERFLOW_REASON
-        else:
-            reader.result()
-    except TimeoutError:
-        session.emit(
-            session.events.error(
-                ProtocolError(
-                    f"Your session hit the maximum duration of "
-                    f"{state.settings.session_max_s} seconds.",
-                    "session_expired",
-                )
-            )
+        max_s = state.settings.session_max_s
+        done, _ = await asyncio.wait(
+            {reader, ending, overflow}, timeout=max_s, return_when=asyncio.FIRST_COMPLETED
         )
-        await _drain(websocket, session)
-        await _close(websocket, 1001, "session expired")
+        if reader in done:
+            reader.result()
+        elif overflow in done:
+            log.info("client not reading: closed", extra={"session_id": session_id})
+            reason, close_code, close_reason = "client_not_reading", 1008, OVERFLOW_REASON
+        else:
+            if ending in done:
+                reason, error, why = "server_shutting_down", shutting_down(), "server restarting"
+            else:
+                message = f"Your session hit the maximum duration of {max_s} seconds."
+                reason, why = "session_expired", "session expired"
+                error = ProtocolError(message, "session_expired")
+            session.emit(session.events.error(error))
+            await _flush(session, writer)
+            await _close(websocket, 1001, why)
     except WebSocketDisconnect:
         pass
     finally:
-        for task in (writer, reader, overflow):
+        for task in (reader, ending, overflow, writer):
             task.cancel()
-            await settle(task)
+            with contextlib.suppress(Exception):  # a dropped socket is an ordinary end
+                await settle(task)
         state.live_sessions.discard(session)
         await session.aclose()
-        log.info("session closed", extra={"session_id": session_id})
+        metrics.session_ended("websocket", reason)
+        log.info("session closed", extra={"session_id": session_id, "reason": reason})
         await _close(websocket, close_code, close_reason)
 
 
@@ -198,6 +211,9 @@ async def _attach_to_call(
         )
         return
     call = state.calls.get(call_id)
+    if call is None and state.directory is not None:
+        await _relay_to_call(websocket, state.directory, call_id, protocols)
+        return
     if call is None:
         await _deny(websocket, 404, "call_not_found", f"No call with id '{call_id}'.")
         return
@@ -230,6 +246,56 @@ async def _attach_to_call(
         await _close(websocket, *((1008, OVERFLOW_REASON) if overflowed else (1000, "")))
 
 
+async def _relay_to_call(
+    websocket: WebSocket, directory: CallDirectory, call_id: str, protocols: list[str]
+) -> None:
+    """The sideband of a call another instance holds, relayed through Redis both ways."""
+    relay = directory.relay(call_id)
+    try:
+        try:
+            answer = await relay.open()
+        except RedisError as exc:
+            log.error("sideband relay for %s: Redis failed: %s", call_id, exc)
+            answer = "no_answer"
+        if answer == "call_not_found":
+            await _deny(websocket, 404, "call_not_found", f"No call with id '{call_id}'.")
+            return
+        if answer == "no_answer":
+            await _deny(
+                websocket,
+                503,
+                "call_unreachable",
+                f"The instance holding call '{call_id}' did not answer; try again.",
+                type="server_error",
+            )
+            return
+        await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
+
+        async def forward() -> None:
+            async for text in relay.events():
+                await websocket.send_text(text)
+
+        async def back() -> None:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("text")
+                await relay.send(raw if raw is not None else message.get("bytes") or b"")
+
+        jobs = {asyncio.ensure_future(forward()), asyncio.ensure_future(back())}
+        try:
+            await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for job in jobs:
+                job.cancel()
+                with contextlib.suppress(Exception):  # a dropped socket or Redis: the end
+                    await settle(job)
+        await _close(websocket, 1000, "")
+    finally:
+        await relay.aclose()
+
+
 async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
     while True:
         message = await websocket.receive()
@@ -244,16 +310,21 @@ async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
 async def _write(websocket: WebSocket, session: RealtimeSession) -> None:
     try:
         while True:
-            await websocket.send_text(await session.outbox.get_text())
+            text = await session.outbox.get_text()
+            try:
+                await websocket.send_text(text)
+            finally:
+                session.outbox.task_done()
     except (WebSocketDisconnect, RuntimeError):
         return  # the reader sees the disconnect and ends the session
 
 
-async def _drain(websocket: WebSocket, session: RealtimeSession) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, TimeoutError):
-        async with asyncio.timeout(CLOSE_WAIT_S):
-            while not session.outbox.empty():
-                await websocket.send_text(session.outbox.get_text_nowait())
+async def _flush(session: RealtimeSession, writer: asyncio.Future[None]) -> None:
+    """Until the writer has sent every event queued so far (or the socket is gone)."""
+    sent = asyncio.ensure_future(session.outbox.join())
+    await asyncio.wait({sent, writer}, timeout=FLUSH_S, return_when=asyncio.FIRST_COMPLETED)
+    sent.cancel()
+    await settle(sent)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -13,25 +13,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from realtalk import __version__
+from realtalk import __version__, metrics
 from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
 from realtalk.app.body_limits import BodySizeLimit
+from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import SessionSlots, machine_max_sessions
 from realtalk.app.cross_site import CrossSiteGuard
+from realtalk.app.engine_keys import require_standard_key
 from realtalk.app.errors import install_error_handlers
 from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
 from realtalk.pipeline.models import ModelChoice, load_models
 from realtalk.pipeline.remote import RemoteStage
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
+from realtalk.session.redis_keys import RedisKeyStore
 from realtalk.tools import ToolRegistry
 from realtalk.tools.loading import load_tools
 from realtalk.tools.pool import ToolPool
@@ -110,6 +115,14 @@ async def load_engine_models(state: ServerState) -> None:
     state.models = await asyncio.to_thread(load_models, model_choice(state.settings))
 
 
+def _readiness(state: ServerState) -> str:
+    if state.slots.draining:
+        return "draining"
+    if state.readiness != "ready":
+        return state.readiness
+    return "ready" if state.slots.left() else "full"
+
+
 def web_root() -> Path:
     return Path(str(resources.files("realtalk").joinpath("web")))
 
@@ -123,18 +136,24 @@ def create_app(
     tools: ToolRegistry | None = None,
 ) -> FastAPI:
     """The whole server as one ASGI app. ``clock``, ``key_store`` and ``warmup`` are seams
-    for tests and for a shared store later."""
+    for tests. With ``settings.redis_url``, keys, the call registry and the mint rate limit
+    are shared with every instance using the same Redis."""
     api_key, _ = ensure_api_key(settings)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    if key_store is None:
+        key_store = RedisKeyStore(redis, clock) if redis else InMemoryKeyStore(clock)
     state = ServerState(
         settings=settings,
         api_key=api_key,
-        minter=KeyMinter(key_store or InMemoryKeyStore(clock), clock),
+        minter=KeyMinter(key_store, clock),
         slots=SessionSlots(
             settings.max_sessions or machine_max_sessions(), settings.max_sessions_per_key
         ),
         tools=tools if tools is not None else load_tools(settings),
     )
     state.tools.pool = ToolPool(settings.tool_workers)
+    if redis is not None:
+        state.directory = CallDirectory(redis, state.calls)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -155,19 +174,25 @@ def create_app(
         async with httpx.AsyncClient() as http, asyncio.TaskGroup() as tasks:
             app.state.http = http
             warm_task = tasks.create_task(warm())
+            directory = state.directory
+            directory_task = tasks.create_task(directory.run()) if directory else None
             try:
                 yield
             finally:
                 warm_task.cancel()
                 for call in list(state.calls.values()):
                     await call.close()
+                if directory_task is not None:
+                    directory_task.cancel()
                 state.tools.pool.close()
+        if redis is not None:
+            await redis.aclose()
 
     app = FastAPI(
         title="realtalk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.realtalk = state
-    app.state.mint_rate_limit = backend.MintRateLimit(settings.mint_rate_limit)
+    app.state.mint_rate_limit = backend.MintRateLimit(settings.mint_rate_limit, settings.redis_url)
     install_error_handlers(app)
     app.include_router(engine_keys.router)
     app.include_router(backend.router)
@@ -185,6 +210,28 @@ def create_app(
         if state.readiness_detail:
             body["detail"] = state.readiness_detail
         return JSONResponse(body, status_code=200 if state.readiness == "ready" else 503)
+
+    @app.get("/readyz")
+    async def readyz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:
+        """Readiness for a load balancer: 200 while this instance takes new sessions."""
+        slots = state.slots
+        status = _readiness(state)
+        body = {
+            "status": status,
+            "sessions": slots.taken,
+            "max_sessions": slots.total,
+            "capacity_left": slots.left(),
+            "draining": slots.draining,
+        }
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)
+
+    @app.get("/metrics")
+    async def metrics_text(
+        request: Request, state: Annotated[ServerState, Depends(server_state)]
+    ) -> Response:
+        if not state.settings.metrics_public:
+            require_standard_key(request, state)
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
     app.add_middleware(BodySizeLimit)  # inside CORS, so a browser can read a 413

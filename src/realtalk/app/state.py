@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import Request
 
+from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import SessionSlots
 from realtalk.config import Settings
 from realtalk.core.config import FunctionTool, SessionConfig, Transcription, TurnDetection
@@ -32,6 +34,10 @@ class ServerState:
     tools: ToolRegistry = field(default_factory=ToolRegistry)
     calls: dict[str, Any] = field(default_factory=dict)
     """Live WebRTC calls by id (``app.realtime_rtc.Call``)."""
+    ending: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a drain's time is up: the WebSocket sessions still open end (``app.drain``)."""
+    directory: CallDirectory | None = None
+    """The calls of every instance sharing Redis (None: this process alone)."""
 
     def is_standard_key(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())

@@ -10,6 +10,8 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
+from realtalk import metrics
+
 log = logging.getLogger("realtalk.remote")
 
 
@@ -43,9 +45,10 @@ class RemoteStageError(Exception):
 
 def stage_failure(stage: RemoteStage, what: str, exc: Exception) -> RemoteStageError:
     """``exc`` from the openai client or httpx as a :class:`RemoteStageError`, logged."""
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+    kind = count_failure(what, exc)
+    if kind == "timeout":
         reason = f"did not answer within {stage.timeout_s:g} s"
-    elif isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+    elif kind == "unreachable":
         reason = "could not be reached"
     elif isinstance(exc, openai.APIStatusError):
         reason = f"answered HTTP {exc.status_code}"
@@ -53,3 +56,17 @@ def stage_failure(stage: RemoteStage, what: str, exc: Exception) -> RemoteStageE
         reason = f"failed ({type(exc).__name__})"
     log.warning("remote %s at %s %s: %s", what, stage.base_url, reason, exc)
     return RemoteStageError(f"the {what} server {reason}")
+
+
+def count_failure(what: str, exc: BaseException) -> str:
+    """Count a failed request to the ``what`` server in the metrics; its kind."""
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        kind = "timeout"
+    elif isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        kind = "unreachable"
+    elif isinstance(exc, openai.APIStatusError):
+        kind = "http_status"
+    else:
+        kind = "other"
+    metrics.REMOTE_FAILURES.labels(what, kind).inc()
+    return kind

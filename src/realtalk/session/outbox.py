@@ -58,6 +58,14 @@ class Outbox:
     def empty(self) -> bool:
         return self._queue.empty()
 
+    def task_done(self) -> None:
+        """The transport has sent the event it last took (see :meth:`join`)."""
+        self._queue.task_done()
+
+    async def join(self) -> None:
+        """Until every event queued so far has been taken and marked :meth:`task_done`."""
+        await self._queue.join()
+
     def _taken(self, text: str) -> str:
         self.pending_bytes -= len(text)
         return text

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from realtalk import metrics
 from realtalk.audio.pcm import WIRE_RATE, Int16Array, StreamResampler, encode_wire
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import ContentPart, Item, ResponseRecord, Segment, Usage
@@ -107,6 +108,9 @@ class ResponseRun:
         self._audio_begun = False
         self._first_audio_at: float | None = None
         self._t0 = time.monotonic()
+        self.counted_from: float | None = self._t0
+        """When the wait for this reply began (its user turn's commit, or response.create);
+        None for a speculative reply until its turn is committed (:meth:`committed`)."""
         self.message: Item | None = None
         self.used_tokens = 0
         self.cut_off = False
@@ -180,7 +184,12 @@ class ResponseRun:
         except Exception as exc:
             while isinstance(exc, ExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]
-            log.warning("response failed: %s: %s", type(exc).__name__, exc)
+            log.warning(
+                "response failed: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"response_id": self.record.id},
+            )
             self._finish("failed", error=str(exc))
             return
         self._finish("incomplete" if self.cut_off else "completed")
@@ -204,6 +213,7 @@ class ResponseRun:
         )
         self.request = request
         self._mark("LLM request")
+        asked_at: float | None = time.monotonic()
         speech: asyncio.Queue[str | None] = asyncio.Queue()
         chunker = ClauseChunker()
         usage = Usage()
@@ -213,6 +223,9 @@ class ResponseRun:
                 while request is not None:
                     mcp_calls: list[Item] = []  # run here; the reply goes on with their output
                     async for event in self.models.llm.stream(request):
+                        if asked_at is not None:
+                            metrics.observe("llm_first_token", time.monotonic() - asked_at)
+                            asked_at = None
                         if isinstance(event, TextDelta):
                             await self._on_text(event.text, chunker, speech)
                         elif isinstance(event, ToolCall) and self.mcp and self.mcp.owns(event.name):
@@ -237,6 +250,13 @@ class ResponseRun:
         self.record.usage = usage
         if self.message is not None:
             self._close_message("incomplete" if self.cut_off else "completed")
+
+    def committed(self) -> None:
+        """The user turn this (speculative) reply answers is committed now."""
+        if self._first_audio_at is not None:  # held audio goes out as the reply is released
+            metrics.observe("commit_to_first_audio", 0.0)
+        else:
+            self.counted_from = time.monotonic()
 
     def _mark(self, what: str) -> None:
         """Debug timing of the reply's stages (no content)."""
@@ -309,8 +329,10 @@ class ResponseRun:
             index = 0
             samples = 0
             text = ""
+            asked_at = time.monotonic()
             async for pcm in self.models.tts.stream(piece, speed=self.config.speed):
                 if position == 0 and samples == 0:
+                    metrics.observe("tts_first_audio", time.monotonic() - asked_at)
                     pcm = trim_lead_in(pcm, self.models.tts.sample_rate)
                 audio = resampler.push(pcm)
                 if item is None:
@@ -346,6 +368,8 @@ class ResponseRun:
     async def _send_audio(self, item: Item, index: int, audio: Int16Array, rate: int) -> None:
         if self._first_audio_at is None:
             self._first_audio_at = time.monotonic()
+            if self.counted_from is not None:
+                metrics.observe("commit_to_first_audio", self._first_audio_at - self.counted_from)
         if self.audio_output is not None:
             if not self._audio_begun:
                 self._audio_begun = True
@@ -411,6 +435,7 @@ class ResponseRun:
             }
         if record.usage is None:
             record.usage = Usage()
+        metrics.RESPONSES.labels(status).inc()
         self.emit(self.events.response_done(record))
         self.emit(self.events.rate_limits_updated(self.models.llm.context_tokens, self.used_tokens))
 

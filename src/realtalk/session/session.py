@@ -19,6 +19,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Literal, assert_never
 
+from realtalk import metrics
 from realtalk.audio.pcm import INTERNAL_RATE, WIRE_RATE, Int16Array, decode_wire, resample
 from realtalk.core import commands as cmd
 from realtalk.core.config import SessionConfig
@@ -148,6 +149,8 @@ class RealtimeSession:
 
     def emit(self, event: Event | None) -> None:
         if event is not None:
+            if event["type"] == "error":
+                metrics.ERRORS.labels(event["error"].get("code") or "none").inc()
             text = serialize(event)
             self.outbox.put(text)
             for listener in self.listeners:
@@ -359,6 +362,8 @@ class RealtimeSession:
 
     def _end_turn(self, ended: TurnEnded) -> None:
         config = self.config.turn_detection
+        waited_ms = self.user.timeline_ms - ended.speech_end_ms  # on the audio's own clock
+        metrics.observe("end_of_speech_to_commit", waited_ms / 1000)
         self.emit(self.events.speech_stopped(ended.audio_end_ms, ended.item_id))
         early = self.transcriber.adopt(ended.speech_end_ms)
         basis = self.speculator.basis(ended.speech_end_ms, ended.item_id, early)
@@ -379,6 +384,7 @@ class RealtimeSession:
             self._active, self._active_task = speculation.run, speculation.task
             self.last_run = speculation.run
             speculation.run.speculative = True
+            speculation.run.committed()
             # After the transcription job's events, as a reply started now would come.
             self._spawn(speculation.release(self.emit))
             return
@@ -398,6 +404,7 @@ class RealtimeSession:
 
     def _start_held(self, spec: SpeculativeReply, items: list[Item]) -> asyncio.Task[None]:
         run = self._new_run(self.config, cmd.ResponseOptions(), items)
+        run.counted_from = None  # counts from the commit (ResponseRun.committed)
         spec.hold(run)
         log.debug("speculative reply started at %d ms", self.user.timeline_ms)
         return asyncio.ensure_future(self._run_response(run, spec))
@@ -420,6 +427,7 @@ class RealtimeSession:
                 None,
             )
         audio = self.user.take(start_ms, end_ms)
+        metrics.TURNS.labels("manual" if manual else "server").inc()
         if manual:
             self.user.reset()
             self.speculator.drop()

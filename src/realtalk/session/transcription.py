@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from realtalk import metrics
 from realtalk.audio.pcm import INTERNAL_RATE, Int16Array
 from realtalk.core.config import SessionConfig, Transcription
 from realtalk.core.items import Item
@@ -100,11 +102,15 @@ class InputTranscriber:
 
     async def _run_turn(self, turn: TurnText | None, audio: Int16Array) -> Transcript:
         """The whole turn's text: the locked part as known, the rest transcribed now."""
+        began = time.monotonic()
         if turn is None or not turn.locked_samples:
-            return await self._run(audio)
-        tail = await self._run(audio[turn.locked_samples :], turn.locked_text)
-        text = " ".join(t for t in (turn.locked_text, tail.text) if t)
-        return Transcript(text, len(audio) / INTERNAL_RATE)
+            result = await self._run(audio)
+        else:
+            tail = await self._run(audio[turn.locked_samples :], turn.locked_text)
+            text = " ".join(t for t in (turn.locked_text, tail.text) if t)
+            result = Transcript(text, len(audio) / INTERNAL_RATE)
+        metrics.observe("stt", time.monotonic() - began)
+        return result
 
     # ---- the turn being spoken ----------------------------------------------------------
     def begin_turn(self, item_id: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from realtalk import metrics
 from realtalk.tools.pool import ToolPool, ToolPoolBusy
 
 log = logging.getLogger("realtalk.tools")
@@ -214,16 +215,24 @@ class ToolRegistry:
 async def run_safely(found: Tool, arguments: Any, pool: ToolPool) -> Any:
     """The tool's result, or ``{"error": ...}`` for anything that went wrong in the call; a
     full pool raises :class:`ToolPoolBusy` (the caller reports it: HTTP 503 or a tool error)."""
+    outcome = "ok"
     try:
         return await found.run(arguments, pool)
     except ToolPoolBusy:
+        outcome = "busy"
         raise
     except ToolArgumentsError as exc:
+        outcome = "invalid_arguments"
         return {"error": f"Invalid arguments for {found.name}: {exc.message}"}
     except ToolError as exc:
+        outcome = "error"
         return {"error": str(exc)}
     except TimeoutError:
+        outcome = "timeout"
         return {"error": f"{found.name} did not finish within {found.timeout_s:g} seconds."}
     except Exception as exc:  # a bug in the tool: the model hears that it failed, not a trace
+        outcome = "failed"
         log.warning("tool %s failed: %s", found.name, type(exc).__name__)
         return {"error": f"{found.name} failed unexpectedly ({type(exc).__name__})."}
+    finally:
+        metrics.TOOL_CALLS.labels(found.name, outcome).inc()

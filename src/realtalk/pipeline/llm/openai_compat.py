@@ -6,9 +6,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import openai
 from openai import AsyncOpenAI
 
 from realtalk.pipeline.llm import Finished, LLMEvent, LLMRequest, TextDelta, ToolCall
+from realtalk.pipeline.remote import count_failure
 
 
 class ChatCompletionsLLM:
@@ -37,6 +40,14 @@ class ChatCompletionsLLM:
         await self.client.close()
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
+        try:
+            async for event in self._stream(request):
+                yield event
+        except (openai.APIError, httpx.HTTPError) as exc:
+            count_failure("chat-completions", exc)
+            raise
+
+    async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         kwargs: dict[str, Any] = {}
         if request.tools and request.tool_choice != "none":
             kwargs["tools"] = [
