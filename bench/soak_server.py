@@ -29,6 +29,8 @@ class LoopProbe:
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
+        self.state = getattr(app, "state", None)
+        """The wrapped app's state: the CLI's drain reads ``app.state.realtalk``."""
         self.worst_s = 0.0
         self.long_stalls = 0
 

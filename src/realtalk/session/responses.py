@@ -205,7 +205,8 @@ class ResponseRun:
         assert isinstance(choice, str)
         max_tokens = MAX_TOKENS_INF if cfg.max_output_tokens == "inf" else cfg.max_output_tokens
         request: LLMRequest | None = LLMRequest(
-            messages=self._messages(tools, max_tokens),
+            # Off the loop: counting a long conversation's tokens the first time takes a while.
+            messages=await asyncio.to_thread(self._messages, tools, max_tokens),
             tools=tools,
             tool_choice=choice,
             temperature=cfg.temperature,
