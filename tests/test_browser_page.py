@@ -111,3 +111,34 @@ def test_push_to_talk_is_a_turn_detection_setting(engine: LiveServer, tmp_path: 
         assert page.get_by_label("Turn detection").input_value() == "server_vad"
         page.get_by_role("button", name="Stop").click()
         wait_sessions_zero(engine)
+
+
+def test_keyboard_order_and_phone_layout(engine: LiveServer, tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "quiet.wav", [silence(3000, 48_000)])
+    for page in open_page(wav, engine.url):
+        reached = []
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            reached.append(
+                page.evaluate(
+                    "document.activeElement.id || document.activeElement.textContent.trim()"
+                )
+            )
+        # Settings first, then the controls, then the events panel: every control by Tab alone.
+        expected = ["Settings", "voice", "turn-detection", "silence-ms", "device", "instructions"]
+        assert reached[: len(expected)] == expected, reached
+        assert reached.index("start") < reached.index("ptt-mode"), reached
+        assert any(r.startswith("Events") for r in reached), reached
+        page.keyboard.press("Shift+Tab")
+        page.evaluate("document.getElementById('start').focus()")
+        page.keyboard.press("Enter")  # Start by keyboard
+        wait_for(page, "window.realtalk.events.some(e => e.type === 'session.updated')", 30)
+        page.get_by_role("button", name="Stop").focus()
+        page.keyboard.press("Enter")
+        wait_sessions_zero(engine)
+        # A phone-sized screen: nothing wider than the screen, controls still visible.
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        for name in ("Start", "Stop"):
+            box = page.get_by_role("button", name=name).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
