@@ -29,6 +29,7 @@ from realtalk.pipeline.models import Models
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
+from realtalk.records.recorder import NullRecorder, Recorder
 from realtalk.session.conversation import Conversation
 from realtalk.session.mcp import McpTools
 from realtalk.session.outbox import Outbox, serialize
@@ -94,6 +95,8 @@ class RealtimeSession:
         self.audio_output = audio_output
         self.events = ServerEvents(generation, session_id, expires_at)
         self.outbox = Outbox()
+        self.recorder: Recorder = NullRecorder()
+        """The conversation's record (``realtalk.records``); the transport sets it."""
         self.listeners: list[Outbox] = []
         """Extra copies of every server event (a sideband WebSocket attached to a call)."""
         self.conversation = Conversation()
@@ -110,6 +113,7 @@ class RealtimeSession:
         self.transcriber = InputTranscriber(
             models.stt, self.events, self.emit, self._spawn, lambda: self.config
         )
+        self.transcriber.on_stt = lambda seconds: self.recorder.stage("stt", seconds)
         self.server_tools = ServerToolCalls(tools, self._spawn)
         self.speculator = ReplySpeculator(
             conversation=self.conversation,
@@ -153,6 +157,7 @@ class RealtimeSession:
                 metrics.ERRORS.labels(event["error"].get("code") or "none").inc()
             text = serialize(event)
             self.outbox.put(text)
+            self.recorder.event(event)
             for listener in self.listeners:
                 listener.put(text)
 
@@ -364,6 +369,7 @@ class RealtimeSession:
         config = self.config.turn_detection
         waited_ms = self.user.timeline_ms - ended.speech_end_ms  # on the audio's own clock
         metrics.observe("end_of_speech_to_commit", waited_ms / 1000)
+        self.recorder.stage("end_of_speech_to_commit", waited_ms / 1000)
         self.emit(self.events.speech_stopped(ended.audio_end_ms, ended.item_id))
         early = self.transcriber.adopt(ended.speech_end_ms)
         basis = self.speculator.basis(ended.speech_end_ms, ended.item_id, early)
@@ -591,6 +597,8 @@ class RealtimeSession:
                 self._after_response(run)
 
     def _after_response(self, run: ResponseRun) -> None:
+        if not run.out_of_band:
+            self.recorder.turn(run.record.id, run.timings)
         if self._side.pop(run.record.id, None) is not None:
             return
         if self._active is run:
