@@ -91,7 +91,9 @@ class ToneTTS:
 
     sample_rate = 22_050
 
-    async def stream(self, text: str, *, speed: float = 1.0) -> AsyncIterator[np.ndarray]:
+    async def stream(
+        self, text: str, *, speed: float = 1.0, voice: str | None = None
+    ) -> AsyncIterator[np.ndarray]:
         await asyncio.sleep(0)
         n = int(self.sample_rate * 0.05 * len(text))
         t = np.arange(n) / self.sample_rate

@@ -260,3 +260,37 @@ def test_remote_stage_settings(settings: Settings) -> None:
     assert choice.remote_tts == RemoteStage(
         "http://speech-node:8000/v1", "tts-1", "k2", 3.0, voice="af_heart"
     )
+
+
+async def test_remote_tts_sends_the_sessions_voice_unless_the_operator_set_one() -> None:
+    """A remote speech server with several voices hears each session's voice name; an
+    operator's ``REALTALK_TTS_VOICE`` overrides it for every session."""
+    asked: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        asked.append(json.loads(await reader.readexactly(length))["voice"])
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: audio/pcm\r\nContent-Length: 4\r\n"
+            b"Connection: close\r\n\r\n\x00\x01\x00\x02"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    try:
+        for configured, session_voice in ((None, "coral"), ("af_heart", "coral")):
+            tts = RemoteTTS(RemoteStage(url, "tts-1", "key", timeout_s=5, voice=configured))
+            pieces = [pcm async for pcm in tts.stream("Hello.", voice=session_voice)]
+            assert sum(len(p) for p in pieces) == 2
+            await tts.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert asked == ["coral", "af_heart"]

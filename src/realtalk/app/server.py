@@ -119,7 +119,8 @@ def model_choice(settings: Settings) -> ModelChoice:
             settings.tts_model,
             settings.tts_api_key,
             settings.tts_timeout_s,
-            settings.tts_voice,
+            # Set: every session speaks with it; unset, each session's own voice name is sent.
+            settings.tts_voice if "tts_voice" in settings.model_fields_set else None,
         ),
         threads=settings.threads,
     )

@@ -338,7 +338,9 @@ class ResponseRun:
             samples = 0
             text = ""
             asked_at = time.monotonic()
-            async for pcm in self.models.tts.stream(piece, speed=self.config.speed):
+            async for pcm in self.models.tts.stream(
+                piece, speed=self.config.speed, voice=self.config.voice
+            ):
                 if position == 0 and samples == 0:
                     self._observe("tts_first_audio", time.monotonic() - asked_at)
                     pcm = trim_lead_in(pcm, self.models.tts.sample_rate)

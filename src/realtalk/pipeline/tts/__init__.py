@@ -13,7 +13,10 @@ class TextToSpeech(Protocol):
 
     sample_rate: int
 
-    def stream(self, text: str, *, speed: float = 1.0) -> AsyncIterator[Int16Array]:
+    def stream(
+        self, text: str, *, speed: float = 1.0, voice: str | None = None
+    ) -> AsyncIterator[Int16Array]:
         """Speech for ``text`` (a clause or sentence), int16 mono at ``sample_rate``, in
-        pieces as they are synthesized."""
+        pieces as they are synthesized. ``voice``: the session's voice name, for a stage that
+        has several (the local Piper stage has one and ignores it)."""
         ...

@@ -62,7 +62,9 @@ class PiperTTS:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(chunks)
 
-    async def stream(self, text: str, *, speed: float = 1.0) -> AsyncIterator[Int16Array]:
+    async def stream(
+        self, text: str, *, speed: float = 1.0, voice: str | None = None
+    ) -> AsyncIterator[Int16Array]:
         """Speech for ``text``, each sentence as soon as Piper has made it."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Int16Array | BaseException | None] = asyncio.Queue()

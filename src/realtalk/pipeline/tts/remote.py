@@ -29,12 +29,15 @@ class RemoteTTS:
     async def aclose(self) -> None:
         await self.client.close()
 
-    async def stream(self, text: str, *, speed: float = 1.0) -> AsyncIterator[Int16Array]:
+    async def stream(
+        self, text: str, *, speed: float = 1.0, voice: str | None = None
+    ) -> AsyncIterator[Int16Array]:
+        """The operator's ``REALTALK_TTS_VOICE`` when set, else the session's voice name."""
         odd = b""  # a sample split between two network reads
         try:
             async with self.client.audio.speech.with_streaming_response.create(
                 model=self.stage.model,
-                voice=self.stage.voice or "alloy",
+                voice=self.stage.voice or voice or "alloy",
                 input=text,
                 response_format="pcm",
                 speed=speed,
