@@ -164,3 +164,41 @@ def test_records_api_refuses_missing_and_ephemeral_keys(server: LiveServer) -> N
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
     bad = httpx.get(f"{server.url}/api/conversations?before=soon", headers=standard, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "before"
+
+
+def test_audio_tracks_lie_on_one_timeline(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    clock = Clock(100.0)
+    tracks = AudioTracks(tmp_path, "conv_t", lambda rate: AudioEncoder("opus", rate), clock)
+    tone = (np.sin(np.arange(24_000) / 24_000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+    tracks.add("user", tone, 24_000)  # 0-1 s
+    clock.now += 2.0
+    tracks.add("agent", tone[:16_000], 16_000)  # 2-3 s: starts after 2 s of silence
+    tracks.close()
+    tracks.join()
+    for name, seconds in (("conv_t.user.ogg", 1.0), ("conv_t.agent.ogg", 3.0)):
+        with av.open(str(tmp_path / name)) as container:
+            frames = sum(f.samples for f in container.decode(audio=0))
+            rate = container.streams.audio[0].rate
+        assert abs(frames / rate - seconds) < 0.1, (name, frames / rate)
+
+
+def test_audio_tracks_that_cannot_write_drop_and_go_on(tmp_path: Path) -> None:
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    tracks = AudioTracks(blocker / "audio", "conv_x", lambda rate: AudioEncoder("opus", rate))
+    for _ in range(50):
+        tracks.add("user", np.zeros(1600, dtype=np.int16), 16_000)
+    tracks.close()
+    tracks.join()
+    assert not (blocker / "audio").exists()

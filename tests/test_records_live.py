@@ -5,6 +5,7 @@ the API returns and deletes it. A server whose record store cannot write still c
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from pathlib import Path
@@ -32,7 +33,9 @@ TOOL = {
 }
 
 
-async def _converse(server: LiveServer) -> None:
+async def _converse(server: LiveServer) -> float:
+    """Holds the conversation; returns the seconds of agent audio it received."""
+    heard: list[dict[str, Any]] = []
     async with client_for(server).realtime.connect(model="realtalk-local") as conn:
         await conn.session.update(
             session={
@@ -52,6 +55,7 @@ async def _converse(server: LiveServer) -> None:
         )
         await conn.response.create(response={"tool_choice": "required"})
         events = await collect(conn, "response.done", 120)
+        heard += events
         call = next(e for e in events if e["type"] == "response.function_call_arguments.done")
         await conn.conversation.item.create(
             item={
@@ -61,13 +65,13 @@ async def _converse(server: LiveServer) -> None:
             }
         )
         await conn.response.create()
-        await collect(conn, "response.done", 120)
+        heard += await collect(conn, "response.done", 120)
         # A spoken turn (server VAD commits it and answers).
         await send_audio(
             conn,
             np.concatenate([silence(400), speech("What is the capital of France?"), silence(900)]),
         )
-        await collect(conn, "response.done", 120)
+        heard += await collect(conn, "response.done", 120)
         # A reply cancelled as it speaks.
         await conn.conversation.item.create(
             item={
@@ -77,10 +81,17 @@ async def _converse(server: LiveServer) -> None:
             }
         )
         await conn.response.create()
-        await collect(conn, "response.output_audio.delta", 120)
+        heard += await collect(conn, "response.output_audio.delta", 120)
         await conn.response.cancel()
         events = await collect(conn, "response.done", 60)
+        heard += events
         assert events[-1]["response"]["status"] == "cancelled"
+    pcm_bytes = sum(
+        len(base64.b64decode(e["delta"]))
+        for e in heard
+        if e["type"] == "response.output_audio.delta"
+    )
+    return pcm_bytes / 2 / 24_000
 
 
 def _record(server: LiveServer) -> dict[str, Any]:
@@ -101,10 +112,20 @@ def _record(server: LiveServer) -> dict[str, Any]:
     raise AssertionError("no ended conversation recorded")
 
 
+def _duration(ogg: bytes) -> float:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(ogg)) as container:
+        frames = sum(f.samples for f in container.decode(audio=0))
+        return float(frames / container.streams.audio[0].rate)
+
+
 def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "recorded", ready=True)
+    server = start_server(tmp_path, "recorded", {"REALTALK_RECORD": "audio"}, ready=True)
     try:
-        asyncio.run(_converse(server))
+        agent_seconds = asyncio.run(_converse(server))
         record = _record(server)
         assert record["transport"] == "websocket" and record["generation"] == "ga"
         assert record["end_reason"] == "client_closed"
@@ -140,9 +161,26 @@ def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
 
         headers = {"Authorization": f"Bearer {server.api_key}"}
         url = f"{server.url}/api/conversations/{record['id']}"
-        assert httpx.get(f"{url}/audio", headers=headers, timeout=10).status_code == 404
+        assert sorted(record["audio"]) == [f"{record['id']}.agent.ogg", f"{record['id']}.user.ogg"]
+        length = record["ended_at"] - record["started_at"]
+        for track in ("user", "agent"):
+            got = httpx.get(f"{url}/audio?track={track}", headers=headers, timeout=10)
+            assert got.status_code == 200 and got.content[:4] == b"OggS"
+            seconds = _duration(got.content)
+            # Each track runs from the record's start to its last sound. The user's audio came
+            # as spoken; the agent's is sent faster than it plays, so its track may run past
+            # the conversation's end, by at most its own length.
+            most = length + 0.5 + (agent_seconds if track == "agent" else 0)
+            least = agent_seconds if track == "agent" else 1.0
+            assert least - 0.1 <= seconds <= most, (track, seconds, length, agent_seconds)
+        bad = httpx.get(f"{url}/audio?track=both", headers=headers, timeout=10)
+        assert bad.status_code == 400
+        audio_dir = tmp_path / "data-recorded" / "records-audio"
+        assert len(list(audio_dir.iterdir())) == 2
         assert httpx.delete(url, headers=headers, timeout=10).status_code == 200
         assert httpx.get(url, headers=headers, timeout=10).status_code == 404
+        assert httpx.get(f"{url}/audio", headers=headers, timeout=10).status_code == 404
+        assert list(audio_dir.iterdir()) == []
         listing = httpx.get(f"{server.url}/api/conversations", headers=headers, timeout=10)
         assert listing.json()["data"] == []
     finally:

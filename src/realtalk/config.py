@@ -151,8 +151,8 @@ class Settings(BaseSettings):
     ended with a ``server_shutting_down`` error and the process exits."""
     record: Literal["off", "transcripts", "audio"] = "transcripts"
     """Conversation records in ``<data_dir>/records.sqlite3``: ``off``; ``transcripts``
-    (metadata, both sides' text, tool calls, turn timings, errors); ``audio`` (the same; audio
-    files are not written yet)."""
+    (metadata, both sides' text, tool calls, turn timings, errors); ``audio`` (also the user's
+    and the agent's audio as Ogg/Opus tracks in ``<data_dir>/records-audio``)."""
     record_retention_days: int = Field(default=30, ge=1, le=36_500)
     """Records older than this are deleted (at start and every hour)."""
     metrics_public: bool = False

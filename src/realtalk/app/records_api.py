@@ -100,9 +100,15 @@ async def get_conversation(conversation_id: str, state: Standard) -> dict[str, A
 
 
 @router.get("/{conversation_id}/audio")
-async def get_audio(conversation_id: str, state: Standard) -> FileResponse:
+async def get_audio(conversation_id: str, request: Request, state: Standard) -> FileResponse:
+    """One track, Ogg/Opus: ``?track=user`` (default) or ``agent``."""
     store = _store(state)
-    files = store.audio_files(conversation_id)
+    track = request.query_params.get("track", "user")
+    if track not in ("user", "agent"):
+        raise HTTPError(
+            400, "Invalid 'track': 'user' or 'agent'.", code="invalid_value", param="track"
+        )
+    files = [f for f in store.audio_files(conversation_id) if f.name.endswith(f".{track}.ogg")]
     if not files:
         raise HTTPError(
             404,
@@ -110,7 +116,7 @@ async def get_audio(conversation_id: str, state: Standard) -> FileResponse:
             code="audio_not_found",
             type="not_found_error",
         )
-    return FileResponse(files[0])
+    return FileResponse(files[0], media_type="audio/ogg")
 
 
 @router.delete("/{conversation_id}")

@@ -15,6 +15,7 @@ from realtalk.config import Settings
 from realtalk.core.config import FunctionTool, SessionConfig, Transcription, TurnDetection
 from realtalk.pipeline.models import Models
 from realtalk.records import NullRecorder, Recorder, RecordStore, SessionRecorder
+from realtalk.records.audio import AudioTracks
 from realtalk.session.keys import KeyMinter
 from realtalk.tools import ToolRegistry
 
@@ -56,6 +57,13 @@ class ServerState:
             "tts": s.tts_voice + (f" @ {s.tts_base_url}" if s.tts_base_url else ""),
             "end_of_turn": s.end_of_turn_model,
         }
+        tracks = None
+        if s.record == "audio":
+            from realtalk.rtc.audio_files import AudioEncoder  # PyAV lives in rtc/
+
+            tracks = AudioTracks(
+                self.records.audio_dir, record_id, lambda rate: AudioEncoder("opus", rate)
+            )
         return SessionRecorder(
             self.records,
             record_id,
@@ -63,6 +71,7 @@ class ServerState:
             transport=transport,
             generation=generation,
             stages=stages,
+            tracks=tracks,
         )
 
     def is_standard_key(self, candidate: str) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from realtalk.audio.pcm import Int16Array
+from realtalk.records.audio import AudioTracks, Track
 from realtalk.records.store import RecordStore
 
 log = logging.getLogger("realtalk.records")
@@ -21,6 +23,8 @@ class Recorder(Protocol):
 
     def turn(self, response_id: str, timings: dict[str, float]) -> None: ...
 
+    def audio(self, track: Track, samples: Int16Array, rate: int) -> None: ...
+
     def close(self, reason: str) -> None: ...
 
 
@@ -34,6 +38,9 @@ class NullRecorder:
         pass
 
     def turn(self, response_id: str, timings: dict[str, float]) -> None:
+        pass
+
+    def audio(self, track: Track, samples: Int16Array, rate: int) -> None:
         pass
 
     def close(self, reason: str) -> None:
@@ -52,8 +59,11 @@ class SessionRecorder:
         transport: str,
         generation: str,
         stages: dict[str, str],
+        tracks: AudioTracks | None = None,
     ) -> None:
         self.store = store
+        self.tracks = tracks
+        """The conversation's audio (``REALTALK_RECORD=audio``)."""
         self.record_id = record_id
         self._seq = 0
         self._pending: dict[str, float] = {}
@@ -152,7 +162,13 @@ class SessionRecorder:
         if merged:
             self._add("latency", {"response_id": response_id, "seconds": merged})
 
+    def audio(self, track: Track, samples: Int16Array, rate: int) -> None:
+        if self.tracks is not None and not self._closed:
+            self.tracks.add(track, samples, rate)
+
     def close(self, reason: str) -> None:
         if not self._closed:
             self._closed = True
             self.store.end(self.record_id, reason)
+            if self.tracks is not None:
+                self.tracks.close()

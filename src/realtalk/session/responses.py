@@ -112,6 +112,8 @@ class ResponseRun:
         """When the wait for this reply began (its user turn's commit, or response.create);
         None for a speculative reply until its turn is committed (:meth:`committed`)."""
         self.timings: dict[str, float] = {}
+        self.on_audio: Callable[[Int16Array, int], None] | None = None
+        """Told each piece of audio as it leaves (the conversation record's agent track)."""
         """This reply's stage latencies in seconds, as observed for the metrics (the
         conversation record's turn timings)."""
         self.message: Item | None = None
@@ -380,6 +382,8 @@ class ResponseRun:
             self._first_audio_at = time.monotonic()
             if self.counted_from is not None:
                 self._observe("commit_to_first_audio", self._first_audio_at - self.counted_from)
+        if self.on_audio is not None:
+            self.on_audio(audio, rate)
         if self.audio_output is not None:
             if not self._audio_begun:
                 self._audio_begun = True

@@ -296,6 +296,7 @@ class RealtimeSession:
                 "input_audio_buffer_full",
                 "audio",
             )
+        self.recorder.audio("user", samples, rate)
         step = rate * APPEND_SLICE_MS // 1000
         for start in range(0, len(samples), step):
             if start:
@@ -306,6 +307,7 @@ class RealtimeSession:
 
     def push_audio(self, samples: Int16Array) -> None:
         """16 kHz int16 user audio (already decoded by the transport)."""
+        self.recorder.audio("user", samples, INTERNAL_RATE)
         self._on_decisions(self.user.push(samples))
 
     def _on_decisions(self, decisions: list[Decision]) -> None:
@@ -567,7 +569,7 @@ class RealtimeSession:
             max_output_tokens=config.max_output_tokens,
             conversation_id=None if options.out_of_band else self.conversation_id,
         )
-        return ResponseRun(
+        run = ResponseRun(
             record=record,
             config=config,
             input_items=items,
@@ -586,6 +588,8 @@ class RealtimeSession:
             window=None if options.input is not None else self.prompt_window,
             mcp=self.mcp.turn(config.mcp),
         )
+        run.on_audio = lambda samples, rate: self.recorder.audio("agent", samples, rate)
+        return run
 
     async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
         try:
