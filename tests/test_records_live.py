@@ -33,8 +33,9 @@ TOOL = {
 }
 
 
-async def _converse(server: LiveServer) -> float:
-    """Holds the conversation; returns the seconds of agent audio it received."""
+async def _converse(server: LiveServer) -> tuple[float, float]:
+    """Holds the conversation; returns the seconds of user audio it sent and of agent audio it
+    received."""
     heard: list[dict[str, Any]] = []
     async with client_for(server).realtime.connect(model="realtalk-local") as conn:
         await conn.session.update(
@@ -67,10 +68,10 @@ async def _converse(server: LiveServer) -> float:
         await conn.response.create()
         heard += await collect(conn, "response.done", 120)
         # A spoken turn (server VAD commits it and answers).
-        await send_audio(
-            conn,
-            np.concatenate([silence(400), speech("What is the capital of France?"), silence(900)]),
+        said = np.concatenate(
+            [silence(400), speech("What is the capital of France?"), silence(900)]
         )
+        await send_audio(conn, said)
         heard += await collect(conn, "response.done", 120)
         # A reply cancelled as it speaks.
         await conn.conversation.item.create(
@@ -91,7 +92,7 @@ async def _converse(server: LiveServer) -> float:
         for e in heard
         if e["type"] == "response.output_audio.delta"
     )
-    return pcm_bytes / 2 / 24_000
+    return len(said) / 24_000, pcm_bytes / 2 / 24_000
 
 
 def _record(server: LiveServer) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def _duration(ogg: bytes) -> float:
 def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
     server = start_server(tmp_path, "recorded", {"REALTALK_RECORD": "audio"}, ready=True)
     try:
-        agent_seconds = asyncio.run(_converse(server))
+        user_seconds, agent_seconds = asyncio.run(_converse(server))
         record = _record(server)
         assert record["transport"] == "websocket" and record["generation"] == "ga"
         assert record["end_reason"] == "client_closed"
@@ -167,11 +168,11 @@ def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
             got = httpx.get(f"{url}/audio?track={track}", headers=headers, timeout=10)
             assert got.status_code == 200 and got.content[:4] == b"OggS"
             seconds = _duration(got.content)
-            # Each track runs from the record's start to its last sound. The user's audio came
-            # as spoken; the agent's is sent faster than it plays, so its track may run past
-            # the conversation's end, by at most its own length.
-            most = length + 0.5 + (agent_seconds if track == "agent" else 0)
-            least = agent_seconds if track == "agent" else 1.0
+            # Each track runs from the record's start to its last sound. Both sides' audio
+            # travels faster than real time over a WebSocket, so a track may run past the
+            # conversation's end, by at most its own audio's length.
+            own = agent_seconds if track == "agent" else user_seconds
+            most, least = length + 0.5 + own, own
             assert least - 0.1 <= seconds <= most, (track, seconds, length, agent_seconds)
         bad = httpx.get(f"{url}/audio?track=both", headers=headers, timeout=10)
         assert bad.status_code == 400
