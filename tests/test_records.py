@@ -202,3 +202,22 @@ def test_audio_tracks_that_cannot_write_drop_and_go_on(tmp_path: Path) -> None:
     tracks.close()
     tracks.join()
     assert not (blocker / "audio").exists()
+
+
+def test_pages_run_newest_first_and_filter_by_start(tmp_path: Path) -> None:
+    clock = Clock(1_000 * DAY)
+    store = RecordStore(tmp_path / "records.sqlite3", clock=clock)
+    store.start()
+    try:
+        for n in range(5):
+            _record(store, f"conv_{n}")
+            clock.now += DAY
+        assert store.flush()
+        first = store.page(limit=2)
+        assert [c["id"] for c in first] == ["conv_4", "conv_3"]
+        after = store.page(before=first[-1]["started_at"], limit=2)
+        assert [c["id"] for c in after] == ["conv_2", "conv_1"]
+        window = store.page(after=1_000 * DAY, before=1_003 * DAY)
+        assert [c["id"] for c in window] == ["conv_2", "conv_1"]
+    finally:
+        store.stop()
