@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     drain_s: float = Field(default=30.0, ge=0, le=3600)
     """On SIGTERM: how long live sessions may go on (new ones are refused) before they are
     ended with a ``server_shutting_down`` error and the process exits."""
+    record: Literal["off", "transcripts", "audio"] = "transcripts"
+    """Conversation records in ``<data_dir>/records.sqlite3``: ``off``; ``transcripts``
+    (metadata, both sides' text, tool calls, turn timings, errors); ``audio`` (also the user's
+    and the agent's audio as Ogg/Opus tracks in ``<data_dir>/records-audio``)."""
+    record_retention_days: int = Field(default=30, ge=1, le=36_500)
+    """Records older than this are deleted (at start and every hour)."""
     metrics_public: bool = False
     """Serve ``/metrics`` without a key (for a scraper on a private network); else it needs
     the standard key as a bearer token."""

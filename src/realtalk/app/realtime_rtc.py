@@ -76,6 +76,9 @@ class Call:
             audio_output=self.peer.output,
             tools=state.tools,
         )
+        self.session.recorder = state.recorder(
+            self.session.conversation_id, session_id, "webrtc", generation
+        )
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._ended = asyncio.Event()
@@ -198,6 +201,7 @@ class Call:
         self.slot.release()
         if self._started:
             metrics.session_ended("webrtc", self.end_reason or "closed")
+        self.session.recorder.close(self.end_reason or "closed")
         self.finished.set()
         log.info("call %s closed", self.call_id, extra=self._ids())
 

@@ -153,6 +153,7 @@ async def _open_session(
         expires_at=expires_at,
         tools=state.tools,
     )
+    session.recorder = state.recorder(session.conversation_id, session_id, "websocket", generation)
     state.live_sessions.add(session)
     log.info("session opened", extra={"session_id": session_id, "generation": generation})
     session.start()
@@ -193,6 +194,7 @@ async def _open_session(
         state.live_sessions.discard(session)
         await session.aclose()
         metrics.session_ended("websocket", reason)
+        session.recorder.close(reason)
         log.info("session closed", extra={"session_id": session_id, "reason": reason})
         await _close(websocket, close_code, close_reason)
 

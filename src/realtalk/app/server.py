@@ -24,7 +24,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from realtalk import __version__, metrics
-from realtalk.app import audio_api, backend, engine_keys, realtime_rtc, realtime_ws, tools_api
+from realtalk.app import (
+    audio_api,
+    backend,
+    engine_keys,
+    realtime_rtc,
+    realtime_ws,
+    records_api,
+    tools_api,
+)
 from realtalk.app.body_limits import BodySizeLimit
 from realtalk.app.call_directory import CallDirectory
 from realtalk.app.capacity import SessionSlots, machine_max_sessions
@@ -35,6 +43,7 @@ from realtalk.app.state import ServerState, server_state
 from realtalk.config import Settings, ensure_api_key
 from realtalk.pipeline.models import ModelChoice, load_models
 from realtalk.pipeline.remote import RemoteStage
+from realtalk.records import RecordStore
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
 from realtalk.session.redis_keys import RedisKeyStore
 from realtalk.tools import ToolRegistry
@@ -45,6 +54,21 @@ log = logging.getLogger("realtalk.server")
 
 Warmup = Callable[[ServerState], Awaitable[None]]
 ENGINE_PATH_PREFIX = "/v1/realtime"
+RETENTION_EVERY_S = 3600.0
+"""How often old conversation records are deleted (and once at start)."""
+
+
+async def keep_records(store: RecordStore, days: int, every_s: float = RETENTION_EVERY_S) -> None:
+    """Apply the records' retention rule now and every ``every_s``; a failure is logged."""
+    while True:
+        try:
+            purged = await asyncio.to_thread(store.purge, days)
+        except Exception as exc:  # a broken store must not stop the server
+            log.error("records: retention failed: %s", exc)
+        else:
+            if purged:
+                log.info("records: %d conversations older than %d days deleted", purged, days)
+        await asyncio.sleep(every_s)
 
 
 class SplitCORS:
@@ -153,6 +177,8 @@ def create_app(
         tools=tools if tools is not None else load_tools(settings),
     )
     state.tools.pool = ToolPool(settings.tool_workers)
+    if settings.record != "off":
+        state.records = RecordStore(settings.data_dir / "records.sqlite3", clock=clock)
     if redis is not None:
         state.directory = CallDirectory(redis, state.calls)
 
@@ -177,15 +203,24 @@ def create_app(
             warm_task = tasks.create_task(warm())
             directory = state.directory
             directory_task = tasks.create_task(directory.run()) if directory else None
+            records, records_task = state.records, None
+            if records is not None:
+                records.start()
+                days = settings.record_retention_days
+                records_task = tasks.create_task(keep_records(records, days))
             try:
                 yield
             finally:
+                if records_task is not None:
+                    records_task.cancel()
                 warm_task.cancel()
                 for call in list(state.calls.values()):
                     await call.close()
                 if directory_task is not None:
                     directory_task.cancel()
                 state.tools.pool.close()
+                if records is not None:
+                    await asyncio.to_thread(records.stop)
         if redis is not None:
             await redis.aclose()
 
@@ -201,6 +236,7 @@ def create_app(
     app.include_router(realtime_rtc.router)
     app.include_router(tools_api.router)
     app.include_router(audio_api.router)
+    app.include_router(records_api.router)
 
     @app.get("/healthz")
     async def healthz(state: Annotated[ServerState, Depends(server_state)]) -> JSONResponse:

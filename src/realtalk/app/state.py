@@ -14,6 +14,8 @@ from realtalk.app.capacity import SessionSlots
 from realtalk.config import Settings
 from realtalk.core.config import FunctionTool, SessionConfig, Transcription, TurnDetection
 from realtalk.pipeline.models import Models
+from realtalk.records import NullRecorder, Recorder, RecordStore, SessionRecorder
+from realtalk.records.audio import AudioTracks
 from realtalk.session.keys import KeyMinter
 from realtalk.tools import ToolRegistry
 
@@ -38,6 +40,39 @@ class ServerState:
     """Set when a drain's time is up: the WebSocket sessions still open end (``app.drain``)."""
     directory: CallDirectory | None = None
     """The calls of every instance sharing Redis (None: this process alone)."""
+    records: RecordStore | None = None
+    """Conversation records (None: ``REALTALK_RECORD=off``)."""
+
+    def recorder(
+        self, record_id: str, session_id: str, transport: str, generation: str
+    ) -> Recorder:
+        """A new session's record (a no-op with records off)."""
+        if self.records is None:
+            return NullRecorder()
+        s = self.settings
+        stages = {
+            "model": self.engine_model(),
+            "stt": s.stt_model + (f" @ {s.stt_base_url}" if s.stt_base_url else ""),
+            "llm": s.llm_model + (f" @ {s.llm_base_url}" if s.llm_base_url else ""),
+            "tts": s.tts_voice + (f" @ {s.tts_base_url}" if s.tts_base_url else ""),
+            "end_of_turn": s.end_of_turn_model,
+        }
+        tracks = None
+        if s.record == "audio":
+            from realtalk.rtc.audio_files import AudioEncoder  # PyAV lives in rtc/
+
+            tracks = AudioTracks(
+                self.records.audio_dir, record_id, lambda rate: AudioEncoder("opus", rate)
+            )
+        return SessionRecorder(
+            self.records,
+            record_id,
+            session_id,
+            transport=transport,
+            generation=generation,
+            stages=stages,
+            tracks=tracks,
+        )
 
     def is_standard_key(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())

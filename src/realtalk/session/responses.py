@@ -111,6 +111,11 @@ class ResponseRun:
         self.counted_from: float | None = self._t0
         """When the wait for this reply began (its user turn's commit, or response.create);
         None for a speculative reply until its turn is committed (:meth:`committed`)."""
+        self.timings: dict[str, float] = {}
+        self.on_audio: Callable[[Int16Array, int], None] | None = None
+        """Told each piece of audio as it leaves (the conversation record's agent track)."""
+        """This reply's stage latencies in seconds, as observed for the metrics (the
+        conversation record's turn timings)."""
         self.message: Item | None = None
         self.used_tokens = 0
         self.cut_off = False
@@ -225,7 +230,7 @@ class ResponseRun:
                     mcp_calls: list[Item] = []  # run here; the reply goes on with their output
                     async for event in self.models.llm.stream(request):
                         if asked_at is not None:
-                            metrics.observe("llm_first_token", time.monotonic() - asked_at)
+                            self._observe("llm_first_token", time.monotonic() - asked_at)
                             asked_at = None
                         if isinstance(event, TextDelta):
                             await self._on_text(event.text, chunker, speech)
@@ -255,9 +260,13 @@ class ResponseRun:
     def committed(self) -> None:
         """The user turn this (speculative) reply answers is committed now."""
         if self._first_audio_at is not None:  # held audio goes out as the reply is released
-            metrics.observe("commit_to_first_audio", 0.0)
+            self._observe("commit_to_first_audio", 0.0)
         else:
             self.counted_from = time.monotonic()
+
+    def _observe(self, stage: metrics.Stage, seconds: float) -> None:
+        metrics.observe(stage, seconds)
+        self.timings[stage] = max(0.0, seconds)
 
     def _mark(self, what: str) -> None:
         """Debug timing of the reply's stages (no content)."""
@@ -335,7 +344,7 @@ class ResponseRun:
                 piece, speed=self.config.speed, voice=self.config.voice
             ):
                 if position == 0 and samples == 0:
-                    metrics.observe("tts_first_audio", time.monotonic() - asked_at)
+                    self._observe("tts_first_audio", time.monotonic() - asked_at)
                     pcm = trim_lead_in(pcm, self.models.tts.sample_rate)
                 audio = resampler.push(pcm)
                 if item is None:
@@ -372,7 +381,9 @@ class ResponseRun:
         if self._first_audio_at is None:
             self._first_audio_at = time.monotonic()
             if self.counted_from is not None:
-                metrics.observe("commit_to_first_audio", self._first_audio_at - self.counted_from)
+                self._observe("commit_to_first_audio", self._first_audio_at - self.counted_from)
+        if self.on_audio is not None:
+            self.on_audio(audio, rate)
         if self.audio_output is not None:
             if not self._audio_begun:
                 self._audio_begun = True

@@ -29,6 +29,7 @@ from realtalk.pipeline.models import Models
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.server_events import Event, ServerEvents
+from realtalk.records.recorder import NullRecorder, Recorder
 from realtalk.session.conversation import Conversation
 from realtalk.session.mcp import McpTools
 from realtalk.session.outbox import Outbox, serialize
@@ -94,6 +95,8 @@ class RealtimeSession:
         self.audio_output = audio_output
         self.events = ServerEvents(generation, session_id, expires_at)
         self.outbox = Outbox()
+        self.recorder: Recorder = NullRecorder()
+        """The conversation's record (``realtalk.records``); the transport sets it."""
         self.listeners: list[Outbox] = []
         """Extra copies of every server event (a sideband WebSocket attached to a call)."""
         self.conversation = Conversation()
@@ -110,6 +113,7 @@ class RealtimeSession:
         self.transcriber = InputTranscriber(
             models.stt, self.events, self.emit, self._spawn, lambda: self.config
         )
+        self.transcriber.on_stt = lambda seconds: self.recorder.stage("stt", seconds)
         self.server_tools = ServerToolCalls(tools, self._spawn)
         self.speculator = ReplySpeculator(
             conversation=self.conversation,
@@ -153,6 +157,7 @@ class RealtimeSession:
                 metrics.ERRORS.labels(event["error"].get("code") or "none").inc()
             text = serialize(event)
             self.outbox.put(text)
+            self.recorder.event(event)
             for listener in self.listeners:
                 listener.put(text)
 
@@ -291,6 +296,7 @@ class RealtimeSession:
                 "input_audio_buffer_full",
                 "audio",
             )
+        self.recorder.audio("user", samples, rate)
         step = rate * APPEND_SLICE_MS // 1000
         for start in range(0, len(samples), step):
             if start:
@@ -301,6 +307,7 @@ class RealtimeSession:
 
     def push_audio(self, samples: Int16Array) -> None:
         """16 kHz int16 user audio (already decoded by the transport)."""
+        self.recorder.audio("user", samples, INTERNAL_RATE)
         self._on_decisions(self.user.push(samples))
 
     def _on_decisions(self, decisions: list[Decision]) -> None:
@@ -364,6 +371,7 @@ class RealtimeSession:
         config = self.config.turn_detection
         waited_ms = self.user.timeline_ms - ended.speech_end_ms  # on the audio's own clock
         metrics.observe("end_of_speech_to_commit", waited_ms / 1000)
+        self.recorder.stage("end_of_speech_to_commit", waited_ms / 1000)
         self.emit(self.events.speech_stopped(ended.audio_end_ms, ended.item_id))
         early = self.transcriber.adopt(ended.speech_end_ms)
         basis = self.speculator.basis(ended.speech_end_ms, ended.item_id, early)
@@ -561,7 +569,7 @@ class RealtimeSession:
             max_output_tokens=config.max_output_tokens,
             conversation_id=None if options.out_of_band else self.conversation_id,
         )
-        return ResponseRun(
+        run = ResponseRun(
             record=record,
             config=config,
             input_items=items,
@@ -580,6 +588,8 @@ class RealtimeSession:
             window=None if options.input is not None else self.prompt_window,
             mcp=self.mcp.turn(config.mcp),
         )
+        run.on_audio = lambda samples, rate: self.recorder.audio("agent", samples, rate)
+        return run
 
     async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
         try:
@@ -591,6 +601,8 @@ class RealtimeSession:
                 self._after_response(run)
 
     def _after_response(self, run: ResponseRun) -> None:
+        if not run.out_of_band:
+            self.recorder.turn(run.record.id, run.timings)
         if self._side.pop(run.record.id, None) is not None:
             return
         if self._active is run:

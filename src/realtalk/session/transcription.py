@@ -87,6 +87,8 @@ class InputTranscriber:
         self._turn: TurnText | None = None
         self.live_partials = True
         """Transcribe turns while they are spoken (off: only at their end)."""
+        self.on_stt: Callable[[float], None] | None = None
+        """Told each whole turn's transcription time (the conversation record)."""
 
     def _settings(self) -> Transcription | None:
         """The session's ``input_audio_transcription`` (None: no transcript events)."""
@@ -109,7 +111,10 @@ class InputTranscriber:
             tail = await self._run(audio[turn.locked_samples :], turn.locked_text)
             text = " ".join(t for t in (turn.locked_text, tail.text) if t)
             result = Transcript(text, len(audio) / INTERNAL_RATE)
-        metrics.observe("stt", time.monotonic() - began)
+        seconds = time.monotonic() - began
+        metrics.observe("stt", seconds)
+        if self.on_stt is not None:
+            self.on_stt(seconds)
         return result
 
     # ---- the turn being spoken ----------------------------------------------------------

@@ -1,0 +1,223 @@
+"""Conversation records: the store (retention with an injected clock, delete, a store that
+cannot write), and the records API's key checks against a live server (no models)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from realtalk.records import RecordStore, SessionRecorder
+from tests.conftest import LiveServer, start_server, stop_server
+
+DAY = 86_400.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _record(store: RecordStore, record_id: str) -> SessionRecorder:
+    rec = SessionRecorder(
+        store, record_id, "sess_1", transport="websocket", generation="ga", stages={"llm": "x"}
+    )
+    rec.event(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "item_u",
+            "transcript": "Hello there.",
+        }
+    )
+    rec.stage("stt", 0.2)
+    rec.event(
+        {
+            "type": "response.done",
+            "response": {
+                "id": "resp_1",
+                "status": "cancelled",
+                "status_details": {"type": "cancelled", "reason": "client_cancelled"},
+                "output": [
+                    {
+                        "type": "function_call",
+                        "id": "item_f",
+                        "call_id": "call_1",
+                        "name": "get_time",
+                        "arguments": '{"city": "Paris"}',
+                    },
+                    {
+                        "type": "message",
+                        "id": "item_a",
+                        "role": "assistant",
+                        "content": [{"type": "output_audio", "transcript": "Hi, how"}],
+                    },
+                ],
+            },
+        }
+    )
+    rec.turn("resp_1", {"llm_first_token": 0.1})
+    rec.close("client_closed")
+    return rec
+
+
+def test_store_keeps_the_timeline_and_deletes_every_trace(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "records.sqlite3")
+    store.start()
+    try:
+        _record(store, "conv_a")
+        assert store.flush()
+        found = store.get("conv_a")
+        assert found is not None
+        assert found["end_reason"] == "client_closed" and found["ended_at"] is not None
+        kinds = [e["kind"] for e in found["entries"]]
+        assert kinds == ["user", "tool_call", "assistant", "latency"]
+        assistant = found["entries"][2]
+        assert assistant["interrupted"] is True and assistant["text"] == "Hi, how"
+        assert found["entries"][3]["seconds"] == {"stt": 0.2, "llm_first_token": 0.1}
+        store.audio_dir.mkdir()
+        (store.audio_dir / "conv_a.ogg").write_bytes(b"OggS")
+        assert store.delete("conv_a")
+        assert store.get("conv_a") is None
+        assert not list(store.audio_dir.iterdir())
+        assert not store.delete("conv_a")
+    finally:
+        store.stop()
+
+
+def test_retention_deletes_old_records_with_an_injected_clock(tmp_path: Path) -> None:
+    clock = Clock(1_000 * DAY)
+    store = RecordStore(tmp_path / "records.sqlite3", clock=clock)
+    store.start()
+    try:
+        _record(store, "conv_old")
+        clock.now += 20 * DAY
+        _record(store, "conv_new")
+        assert store.flush()
+        clock.now += 11 * DAY  # conv_old is 31 days old, conv_new 11
+        assert store.purge(30) == 1
+        assert store.get("conv_old") is None
+        assert store.get("conv_new") is not None
+        assert [c["id"] for c in store.page()] == ["conv_new"]
+    finally:
+        store.stop()
+
+
+def test_a_store_that_cannot_write_drops_and_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    store = RecordStore(blocker / "records.sqlite3")  # its folder cannot be created
+    store.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="realtalk.records"):
+            began = time.monotonic()
+            for n in range(200):
+                _record(store, f"conv_{n}")  # never raises, never waits on the disk
+            assert time.monotonic() - began < 5
+            assert store.flush()
+        assert store.dropped >= 200
+        assert "cannot open" in caplog.text
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = start_server(tmp_path_factory.mktemp("records"), "records")
+    yield live
+    stop_server(live)
+
+
+@pytest.mark.live
+def test_records_api_refuses_missing_and_ephemeral_keys(server: LiveServer) -> None:
+    standard = {"Authorization": f"Bearer {server.api_key}"}
+    minted = httpx.post(
+        f"{server.url}/v1/realtime/client_secrets", headers=standard, json={}, timeout=10
+    )
+    assert minted.status_code == 200, minted.text
+    ephemeral = {"Authorization": f"Bearer {minted.json()['value']}"}
+    for method, path in [
+        ("GET", "/api/conversations"),
+        ("GET", "/api/conversations/conv_x"),
+        ("GET", "/api/conversations/conv_x/audio"),
+        ("DELETE", "/api/conversations/conv_x"),
+    ]:
+        for headers in ({}, ephemeral, {"Authorization": "Bearer wrong"}):
+            answer = httpx.request(method, server.url + path, headers=headers, timeout=10)
+            assert answer.status_code == 401, (method, path, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] in ("invalid_api_key", "missing_api_key") and error["type"]
+    listing = httpx.get(f"{server.url}/api/conversations", headers=standard, timeout=10)
+    assert listing.status_code == 200 and listing.json()["data"] == []
+    missing = httpx.get(f"{server.url}/api/conversations/conv_x", headers=standard, timeout=10)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "conversation_not_found"
+    bad = httpx.get(f"{server.url}/api/conversations?limit=0", headers=standard, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+    bad = httpx.get(f"{server.url}/api/conversations?before=soon", headers=standard, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "before"
+
+
+def test_audio_tracks_lie_on_one_timeline(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    clock = Clock(100.0)
+    tracks = AudioTracks(tmp_path, "conv_t", lambda rate: AudioEncoder("opus", rate), clock)
+    tone = (np.sin(np.arange(24_000) / 24_000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+    tracks.add("user", tone, 24_000)  # 0-1 s
+    clock.now += 2.0
+    tracks.add("agent", tone[:16_000], 16_000)  # 2-3 s: starts after 2 s of silence
+    tracks.close()
+    tracks.join()
+    for name, seconds in (("conv_t.user.ogg", 1.0), ("conv_t.agent.ogg", 3.0)):
+        with av.open(str(tmp_path / name)) as container:
+            frames = sum(f.samples for f in container.decode(audio=0))
+            rate = container.streams.audio[0].rate
+        assert abs(frames / rate - seconds) < 0.1, (name, frames / rate)
+
+
+def test_audio_tracks_that_cannot_write_drop_and_go_on(tmp_path: Path) -> None:
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    tracks = AudioTracks(blocker / "audio", "conv_x", lambda rate: AudioEncoder("opus", rate))
+    for _ in range(50):
+        tracks.add("user", np.zeros(1600, dtype=np.int16), 16_000)
+    tracks.close()
+    tracks.join()
+    assert not (blocker / "audio").exists()
+
+
+def test_pages_run_newest_first_and_filter_by_start(tmp_path: Path) -> None:
+    clock = Clock(1_000 * DAY)
+    store = RecordStore(tmp_path / "records.sqlite3", clock=clock)
+    store.start()
+    try:
+        for n in range(5):
+            _record(store, f"conv_{n}")
+            clock.now += DAY
+        assert store.flush()
+        first = store.page(limit=2)
+        assert [c["id"] for c in first] == ["conv_4", "conv_3"]
+        after = store.page(before=first[-1]["started_at"], limit=2)
+        assert [c["id"] for c in after] == ["conv_2", "conv_1"]
+        window = store.page(after=1_000 * DAY, before=1_003 * DAY)
+        assert [c["id"] for c in window] == ["conv_2", "conv_1"]
+    finally:
+        store.stop()
