@@ -56,6 +56,8 @@ class _Write:
 
 
 _STOP = object()
+_OPEN_LOCK = threading.Lock()
+"""Held while a connection opens and sets up the file (see ``RecordStore._connect``)."""
 
 
 class RecordStore:
@@ -122,7 +124,6 @@ class RecordStore:
         db: sqlite3.Connection | None = None
         try:
             db = self._connect()
-            db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             log.error(
                 "records: cannot open %s (%s); conversations are not recorded", self.path, exc
@@ -148,10 +149,19 @@ class RecordStore:
             db.close()
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
+        """A connection with the schema in place. Opening is serialised: switching a new file
+        to WAL and creating its tables from two connections at once (the writer and the
+        retention purge at start) fails with "database is locked" without waiting."""
+        with _OPEN_LOCK:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.executescript(SCHEMA)
+            except BaseException:
+                db.close()
+                raise
         return db
 
     # ---- the session's writes -----------------------------------------------------------
@@ -195,7 +205,6 @@ class RecordStore:
     # ---- reading and deleting (worker threads: call through asyncio.to_thread) ----------
     def _read(self) -> sqlite3.Connection:
         db = self._connect()
-        db.executescript(SCHEMA)
         db.row_factory = sqlite3.Row
         return db
 
