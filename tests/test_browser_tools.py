@@ -58,6 +58,9 @@ def test_spoken_order_status(tmp_path: Path, execution: str) -> None:
         calls = [e for e in events if e["type"] == "response.function_call_arguments.done"]
         assert calls and calls[0]["name"] == "lookup_order"
         tool_line = next(e for e in transcript if e["role"] == "tool")["text"]
+        # Shown as a card: the tool's name, its arguments, then its result.
+        assert tool_line.startswith("lookup_orderArguments") and "1001" in tool_line, tool_line
+        assert "Result" in tool_line, tool_line
         if execution == "server":
             assert "run by the server" in tool_line
         else:

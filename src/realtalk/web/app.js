@@ -1,5 +1,9 @@
-// The page: controls, status, live transcript, push-to-talk, tool calls.
+// The page: settings, controls, status, levels, live transcript, typed messages,
+// push-to-talk, tool cards, per-turn latency and the events panel.
+import { EventLog } from "./eventlog.js";
+import { LevelDisplay } from "./levels.js";
 import { RealtimeSession, SessionError } from "./realtime.js";
+import { listMicrophones, loadSettings, saveSettings, sessionUpdate } from "./settings.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -14,7 +18,19 @@ const ui = {
   empty: $("empty"),
   engine: $("engine"),
   audio: $("agent-audio"),
+  voice: $("voice"),
+  turnDetection: $("turn-detection"),
+  silenceMs: $("silence-ms"),
+  device: $("device"),
+  instructions: $("instructions"),
+  settingsForm: $("settings-form"),
+  messageForm: $("message-form"),
+  message: $("message"),
+  send: $("send"),
 };
+const settings = loadSettings();
+const levels = new LevelDisplay($("mic-level"), $("agent-level"));
+const eventLog = new EventLog($("event-log"), $("event-count"));
 
 let session = null;
 let agentSpeaking = false;
@@ -22,6 +38,10 @@ let talking = false;
 const entries = new Map(); // item_id -> <li>
 const toolNames = new Map(); // call_id -> tool name (beta events carry no name)
 const pendingTools = new Map(); // response_id -> [Promise]
+const toolCards = new Map(); // call_id -> card parts
+const replyItems = new Map(); // response_id -> item_id of the spoken reply
+let speechEnded = null; // performance.now() when the user's turn ended, until the reply sounds
+let pendingLatency = null; // a label waiting for its reply's line
 
 // A small window for tests and debugging: what the page saw.
 window.realtalk = {
@@ -36,6 +56,7 @@ window.realtalk = {
     (await session?.pc?.getStats())?.forEach((r) => { if (r.type === "inbound-rtp") out.push(r); });
     return out;
   },
+  levels: () => ({ mic: levels.peaks.mic, agent: levels.peaks.agent }),
   microphoneLive: () => Boolean(lastMicrophone?.getTracks().some((t) => t.readyState === "live")),
 };
 let lastMicrophone = null;
@@ -65,6 +86,7 @@ function entry(itemId, role) {
     li.append(who, text);
     ui.transcript.append(li);
     entries.set(itemId, li);
+    if (role === "assistant" && pendingLatency) placeLatency(li, pendingLatency);
     ui.empty.hidden = true;
     li.scrollIntoView({ block: "nearest" });
   }
@@ -89,16 +111,56 @@ function showPartial(itemId, delta) {
   entries.get(itemId).classList.add("partial");
 }
 
+// Latency as a person hears it: from the end of their turn to the first sound of the reply.
+function turnEnded() {
+  speechEnded = performance.now();
+}
+
+function replyStarted(responseId) {
+  if (speechEnded === null) return;
+  const seconds = (performance.now() - speechEnded) / 1000;
+  speechEnded = null;
+  const label = `answered in ${seconds.toFixed(2)} s`;
+  const li = entries.get(replyItems.get(responseId));
+  if (li) placeLatency(li, label);
+  else pendingLatency = label;
+}
+
+function placeLatency(li, label) {
+  pendingLatency = null;
+  const span = li.querySelector(".latency") || document.createElement("span");
+  span.className = "latency";
+  span.textContent = label;
+  li.append(span);
+}
+
+function showItem(item) {
+  if (item.type === "message" && item.role === "user") {
+    const typed = (item.content || []).filter((c) => c.type === "input_text").map((c) => c.text);
+    if (typed.length) finishText(item.id, "user", typed.join(" "));
+  } else if (item.type === "function_call_output" && toolCards.has(item.call_id)) {
+    fillCard(item.call_id, item.output);
+  }
+}
+
 function listening() {
   setStatus("listening", ui.pttMode.checked ? "Connected. Hold the button or Space to talk." : "Listening… just talk.");
 }
 
 function handle(event) {
   window.realtalk.events.push(event);
+  eventLog.add("received", event);
   switch (event.type) {
     case "session.created":
+      session.send(sessionUpdate(settings, session.info?.session?.turn_detection));
+      session.setMicrophoneEnabled(!ui.pttMode.checked);
+      ui.message.disabled = false;
+      ui.send.disabled = false;
       listening();
-      if (ui.pttMode.checked) applyMode();
+      break;
+    case "conversation.item.created":
+    case "conversation.item.added":
+      showItem(event.item);
       break;
     case "input_audio_buffer.speech_started":
       entry(event.item_id, "user");
@@ -106,6 +168,7 @@ function handle(event) {
       setStatus("user-speaking", "You are speaking…");
       break;
     case "input_audio_buffer.speech_stopped":
+      turnEnded();
       setStatus("listening", "Thinking…");
       break;
     case "input_audio_buffer.committed":
@@ -136,12 +199,14 @@ function handle(event) {
       break;
     case "response.output_item.added":
       if (event.item.type === "function_call") toolNames.set(event.item.call_id, event.item.name);
+      if (event.item.type === "message") replyItems.set(event.response_id, event.item.id);
       break;
     case "response.function_call_arguments.done":
       runTool(event);
       break;
     case "output_audio_buffer.started":
       agentSpeaking = true;
+      replyStarted(event.response_id);
       setStatus("agent-speaking", "Agent speaking… (talk to interrupt)");
       break;
     case "output_audio_buffer.stopped":
@@ -175,17 +240,42 @@ function markInterrupted() {
   last?.classList.add("interrupted");
 }
 
+// A tool call as a card in the transcript: name, arguments, result.
+function toolCard(callId, name, args) {
+  const li = entry(`tool-${callId}`, "tool");
+  const text = li.querySelector(".text");
+  const title = document.createElement("strong");
+  title.className = "tool-name";
+  title.textContent = name;
+  const list = document.createElement("dl");
+  const argsValue = document.createElement("dd");
+  const resultValue = document.createElement("dd");
+  argsValue.textContent = args || "{}";
+  resultValue.textContent = "…";
+  const term = (label) => Object.assign(document.createElement("dt"), { textContent: label });
+  list.append(term("Arguments"), argsValue, term("Result"), resultValue);
+  text.replaceChildren(title, list);
+  li.classList.add("card");
+  toolCards.set(callId, { li, result: resultValue });
+  return li;
+}
+
+function fillCard(callId, output) {
+  const card = toolCards.get(callId);
+  card.result.textContent = typeof output === "string" ? output : JSON.stringify(output);
+  card.li.classList.remove("pending");
+}
+
 function runTool(event) {
   const name = event.name || toolNames.get(event.call_id) || "unknown";
+  const li = toolCard(event.call_id, name, event.arguments);
   if ((session?.info?.server_tools || []).includes(name)) {
-    // The engine runs this one itself; just show it.
-    const li = entry(`tool-${event.call_id}`, "tool");
-    li.querySelector(".text").textContent = `${name}(${event.arguments}) — run by the server`;
+    // The engine runs this one itself; its output arrives as a conversation item.
+    const note = Object.assign(document.createElement("span"), { className: "by", textContent: " — run by the server" });
+    li.querySelector(".text").append(note);
     li.classList.remove("pending");
     return;
   }
-  const li = entry(`tool-${event.call_id}`, "tool");
-  li.querySelector(".text").textContent = `${name}(${event.arguments})`;
   const work = (async () => {
     let output;
     try {
@@ -199,8 +289,7 @@ function runTool(event) {
     } catch (error) {
       output = { error: `The tool could not be reached: ${error.message}` };
     }
-    li.querySelector(".text").textContent = `${name} → ${JSON.stringify(output)}`;
-    li.classList.remove("pending");
+    fillCard(event.call_id, output);
     session?.send({
       type: "conversation.item.create",
       item: { type: "function_call_output", call_id: event.call_id, output: JSON.stringify(output) },
@@ -219,15 +308,56 @@ async function continueAfterTools(responseId) {
   session?.send({ type: "response.create" });
 }
 
+// Settings: shown from localStorage, saved on every change, sent once connected.
+function showSettings() {
+  ui.voice.value = settings.voice;
+  ui.turnDetection.value = settings.turnDetection;
+  ui.silenceMs.value = settings.silenceMs;
+  ui.instructions.value = settings.instructions;
+  ui.pttMode.checked = settings.turnDetection === "push_to_talk";
+  ui.silenceMs.disabled = settings.turnDetection !== "server_vad";
+  ui.talk.hidden = !ui.pttMode.checked;
+  ui.talkHint.hidden = !ui.pttMode.checked;
+}
+
+function readSettings() {
+  Object.assign(settings, {
+    voice: ui.voice.value,
+    turnDetection: ui.turnDetection.value,
+    silenceMs: ui.silenceMs.value,
+    instructions: ui.instructions.value,
+    device: ui.device.value,
+  });
+  saveSettings(settings);
+  showSettings();
+}
+
 function applyMode() {
-  const ptt = ui.pttMode.checked;
-  ui.talk.hidden = !ptt;
-  ui.talkHint.hidden = !ptt;
+  if (ui.pttMode.checked) settings.lastVad = settings.turnDetection === "push_to_talk" ? settings.lastVad : settings.turnDetection;
+  ui.turnDetection.value = ui.pttMode.checked ? "push_to_talk" : settings.lastVad || "server_vad";
+  readSettings();
+  applySettings();
+}
+
+function applySettings() {
   if (!session) return;
-  const turnDetection = ptt ? null : (session.info?.session?.turn_detection || { type: "server_vad" });
-  session.send({ type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: turnDetection } } } });
-  session.setMicrophoneEnabled(!ptt);
+  session.send(sessionUpdate(settings, session.info?.session?.turn_detection));
+  session.setMicrophoneEnabled(!ui.pttMode.checked);
   listening();
+}
+
+function sendMessage(submit) {
+  submit.preventDefault();
+  const text = ui.message.value.trim();
+  if (!session || !text) return;
+  ui.message.value = "";
+  session.send({
+    type: "conversation.item.create",
+    item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+  });
+  session.send({ type: "response.create" });
+  turnEnded();
+  setStatus("listening", "Thinking…");
 }
 
 function pressTalk() {
@@ -249,6 +379,7 @@ function releaseTalk() {
   talking = false;
   ui.talk.setAttribute("aria-pressed", "false");
   setStatus("listening", "Thinking…");
+  turnEnded();
   // Let the last few hundred milliseconds of speech arrive before committing.
   setTimeout(() => {
     session?.setMicrophoneEnabled(false);
@@ -261,9 +392,16 @@ async function start() {
   showError("");
   ui.start.disabled = true;
   setStatus("connecting", "Connecting…");
-  session = new RealtimeSession({ audioElement: ui.audio });
+  eventLog.clear();
+  session = new RealtimeSession({ audioElement: ui.audio, deviceId: settings.device });
   session.addEventListener("server-event", (e) => handle(e.detail));
-  session.addEventListener("microphone", (e) => { lastMicrophone = e.detail; });
+  session.addEventListener("client-event", (e) => eventLog.add("sent", e.detail));
+  session.addEventListener("microphone", (e) => {
+    lastMicrophone = e.detail;
+    levels.watch("mic", e.detail);
+    listMicrophones(ui.device, settings.device);
+  });
+  session.addEventListener("remote-stream", (e) => levels.watch("agent", e.detail));
   session.addEventListener("connection", (e) => {
     if (e.detail === "failed") fail("The connection to the voice engine failed. Check your network and press Start again.");
   });
@@ -284,6 +422,10 @@ function stop() {
   const current = session;
   session = null;
   current?.stop();
+  levels.stop();
+  speechEnded = null;
+  ui.message.disabled = true;
+  ui.send.disabled = true;
   agentSpeaking = false;
   talking = false;
   ui.start.disabled = false;
@@ -300,13 +442,20 @@ function fail(message) {
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
 ui.pttMode.addEventListener("change", applyMode);
+for (const control of [ui.voice, ui.turnDetection, ui.silenceMs, ui.instructions, ui.device]) {
+  control.addEventListener("change", () => { readSettings(); applySettings(); });
+}
+ui.messageForm.addEventListener("submit", sendMessage);
+ui.settingsForm.addEventListener("submit", (e) => e.preventDefault());
+showSettings();
+listMicrophones(ui.device, settings.device);
 ui.talk.addEventListener("pointerdown", pressTalk);
 ui.talk.addEventListener("pointerup", releaseTalk);
 ui.talk.addEventListener("pointerleave", releaseTalk);
 ui.talk.addEventListener("keydown", (e) => { if ((e.key === "Enter") && !e.repeat) pressTalk(); });
 ui.talk.addEventListener("keyup", (e) => { if (e.key === "Enter") releaseTalk(); });
 document.addEventListener("keydown", (e) => {
-  if (e.code === "Space" && !e.repeat && ui.pttMode.checked && e.target.tagName !== "INPUT" && e.target.tagName !== "BUTTON") {
+  if (e.code === "Space" && !e.repeat && ui.pttMode.checked && !["INPUT", "BUTTON", "TEXTAREA", "SELECT", "SUMMARY"].includes(e.target.tagName)) {
     e.preventDefault();
     pressTalk();
   }

@@ -11,10 +11,11 @@ export class SessionError extends Error {
 }
 
 export class RealtimeSession extends EventTarget {
-  constructor({ backendUrl = "", audioElement }) {
+  constructor({ backendUrl = "", audioElement, deviceId = "" }) {
     super();
     this.backendUrl = backendUrl;
     this.audioElement = audioElement;
+    this.deviceId = deviceId;
     this.pc = null;
     this.channel = null;
     this.microphone = null;
@@ -22,7 +23,7 @@ export class RealtimeSession extends EventTarget {
   }
 
   async start() {
-    this.microphone = await openMicrophone();
+    this.microphone = await openMicrophone(this.deviceId);
     this.emit("microphone", this.microphone);
     const response = await fetch(`${this.backendUrl}/api/realtime/session`, {
       method: "POST",
@@ -39,6 +40,7 @@ export class RealtimeSession extends EventTarget {
     this.pc = pc;
     pc.ontrack = (event) => {
       this.audioElement.srcObject = event.streams[0] || new MediaStream([event.track]);
+      this.emit("remote-stream", this.audioElement.srcObject);
     };
     pc.onconnectionstatechange = () => {
       this.emit("connection", pc.connectionState);
@@ -93,6 +95,7 @@ export class RealtimeSession extends EventTarget {
   send(event) {
     if (this.channel && this.channel.readyState === "open") {
       this.channel.send(JSON.stringify(event));
+      this.emit("client-event", event);
     }
   }
 
@@ -128,19 +131,24 @@ export class RealtimeSession extends EventTarget {
   }
 }
 
-async function openMicrophone() {
+async function openMicrophone(deviceId) {
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new SessionError("This browser cannot record audio here (a secure context — https or localhost — is needed).", "microphone");
   }
   try {
     return await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      audio: {
+        echoCancellation: true,
+        noiseSuppression: true,
+        autoGainControl: true,
+        ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+      },
     });
   } catch (error) {
     if (error.name === "NotAllowedError" || error.name === "SecurityError") {
       throw new SessionError("Microphone access was denied. Allow the microphone for this page and press Start again.", "microphone");
     }
-    if (error.name === "NotFoundError") {
+    if (error.name === "NotFoundError" || error.name === "OverconstrainedError") {
       throw new SessionError("No microphone was found. Connect one and press Start again.", "microphone");
     }
     throw new SessionError(`The microphone could not be opened: ${error.message}`, "microphone");
