@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
@@ -269,6 +269,11 @@ def create_app(
         if not state.settings.metrics_public:
             require_standard_key(request, state)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/history", include_in_schema=False)
+    async def history_page() -> FileResponse:
+        """The conversation records' page (``web/history.html``)."""
+        return FileResponse(web_root() / "history.html", media_type="text/html")
 
     app.mount("/", StaticFiles(directory=web_root(), html=True), name="web")
     app.add_middleware(BodySizeLimit)  # inside CORS, so a browser can read a 413
