@@ -241,6 +241,15 @@ def test_barge_in_in_the_browser(engine: LiveServer, tmp_path: Path) -> None:
         assert "conversation.item.truncated" in events
         page.get_by_role("button", name="Stop").click()
         wait_sessions_zero(engine)
+    # The call's record shows the cut: the reply cut short where the listener stopped it.
+    from tests.test_records_live import _record
+
+    record = _record(engine)
+    assert record["transport"] == "webrtc"
+    kinds = [e["kind"] for e in record["entries"]]
+    assert "truncated" in kinds, kinds
+    replies = [e for e in record["entries"] if e["kind"] == "assistant"]
+    assert replies and any("dragon" in r["text"].lower() for r in replies), replies
 
 
 def test_errors_are_shown_for_a_failed_start(tmp_path: Path) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import start_server, stop_server
-from tests.realtime_helpers import silence, voice
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.realtime_helpers import silence, voice, words
 from tests.test_browser import open_page, wait_for, wait_sessions_zero, write_wav
+from tests.test_records_live import _duration, _record
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.models]
 
@@ -43,7 +46,11 @@ def converse(url: str, wav: str) -> tuple[list[dict[str, str]], list[dict[str, o
 
 @pytest.mark.parametrize("execution", ["client", "server"])
 def test_spoken_order_status(tmp_path: Path, execution: str) -> None:
-    env = {"REALTALK_SERVER_TOOLS": "lookup_order,cancel_order"} if execution == "server" else {}
+    env = (
+        {"REALTALK_SERVER_TOOLS": "lookup_order,cancel_order", "REALTALK_RECORD": "audio"}
+        if execution == "server"
+        else {}
+    )
     server = start_server(tmp_path, f"shop-{execution}", env, ready=True)
     try:
         wav = write_wav(
@@ -69,6 +76,8 @@ def test_spoken_order_status(tmp_path: Path, execution: str) -> None:
         stored = order_status(tmp_path / f"data-shop-{execution}", "1001")
         assert stored == "shipped" and stored in answer
         wait_sessions_zero(server)
+        if execution == "server":
+            check_webrtc_record(server, answer)
     finally:
         stop_server(server)
 
@@ -94,3 +103,45 @@ def test_spoken_cancellation_changes_the_row(tmp_path: Path) -> None:
         assert "cancel" in answer
     finally:
         stop_server(server)
+
+
+def check_webrtc_record(server: LiveServer, answer: str) -> None:
+    """The call's record: its transcript, the tool call and result, the turn's timings, and
+    two audio tracks no longer than the call (WebRTC audio flows in real time)."""
+    record = _record(server)
+    assert record["transport"] == "webrtc" and record["end_reason"]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for entry in record["entries"]:
+        by_kind.setdefault(entry["kind"], []).append(entry)
+    assert any("1001" in u["text"] for u in by_kind["user"])
+    (call,) = by_kind["tool_call"]
+    assert call["name"] == "lookup_order" and "1001" in call["arguments"]
+    (result,) = by_kind["tool_result"]
+    assert result["call_id"] == call["call_id"] and "shipped" in result["output"]
+    spoken = " ".join(r["text"] for r in by_kind["assistant"]).lower()
+    assert "shipped" in spoken and set(words(spoken)) & set(words(answer))
+    # The turn's first reply is the tool call (no audio); the second speaks the result.
+    timings = [t["seconds"] for t in by_kind["latency"]]
+    stages = {stage for t in timings for stage, seconds in t.items() if seconds >= 0}
+    assert stages >= {
+        "end_of_speech_to_commit",
+        "stt",
+        "llm_first_token",
+        "tts_first_audio",
+        "commit_to_first_audio",
+    }, timings
+    length = record["ended_at"] - record["started_at"]
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    url = f"{server.url}/api/conversations/{record['id']}"
+    durations = {}
+    for track in ("user", "agent"):
+        got = httpx.get(f"{url}/audio?track={track}", headers=headers, timeout=10)
+        assert got.status_code == 200, (track, got.text)
+        durations[track] = _duration(got.content)
+    # The microphone's audio arrives in real time: its track fits inside the call.
+    assert 1.0 < durations["user"] <= length + 0.5, (durations, length)
+    # The agent's track holds what was synthesized, placed when it was made (ahead of
+    # playback): it reaches past the start of the last reply, and may run past the call's end
+    # by the part of the reply not yet played when the page hung up.
+    last_reply = max(r["at"] for r in by_kind["assistant"]) - record["started_at"]
+    assert last_reply < durations["agent"] <= length + 30, (durations, length, last_reply)
