@@ -283,7 +283,7 @@ try {
   index = raw.length;
   summary.interrupted_turn = await interruptTurn(index);
   index = raw.length;
-  summary.text_turn = await textTurn(index, 'What is the capital of France?');
+  summary.text_turn = await textTurn(index, 'Which city is the capital of France?');
   summary.ok = true;
 } catch (error) {
   summary.failure = String(error?.stack ?? error);
