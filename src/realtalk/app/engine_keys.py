@@ -90,18 +90,24 @@ def _ttl(expires_after: Any, param: str) -> int | None:
     return seconds
 
 
+def _beta_ttl(body: dict[str, Any], field: str) -> int | None:
+    """A beta body's ``client_secret.<field>`` lifetime (the object is taken out of ``body``:
+    it is not a session setting)."""
+    client_secret = body.pop("client_secret", None)
+    if client_secret is None:
+        return None
+    if not isinstance(client_secret, dict):
+        raise ProtocolError("'client_secret' must be an object.", param="client_secret")
+    return _ttl(client_secret.get(field), f"client_secret.{field}")
+
+
 @router.post("/sessions")
 async def create_beta_session(
     request: Request, state: Annotated[ServerState, Depends(require_standard_key)]
 ) -> dict[str, Any]:
     """Beta: mint an ephemeral key for a flat session config."""
     body = await read_json_object(request)
-    client_secret = body.pop("client_secret", None)
-    ttl = None
-    if client_secret is not None:
-        if not isinstance(client_secret, dict):
-            raise ProtocolError("'client_secret' must be an object.", param="client_secret")
-        ttl = _ttl(client_secret.get("expires_after"), "client_secret.expires_after")
+    ttl = _beta_ttl(body, "expires_after")
     config = await asyncio.to_thread(parse_session, "beta", body, state.default_session())
     value, record = await state.minter.mint(config, "beta", ttl)
     session = beta_session_object(config, record.session_id, record.expires_at)
@@ -115,12 +121,7 @@ async def create_beta_transcription_session(
 ) -> dict[str, Any]:
     """Beta: mint an ephemeral key for a transcription session."""
     body = await read_json_object(request)
-    client_secret = body.pop("client_secret", None)
-    ttl = None
-    if client_secret is not None:
-        if not isinstance(client_secret, dict):
-            raise ProtocolError("'client_secret' must be an object.", param="client_secret")
-        ttl = _ttl(client_secret.get("expires_at"), "client_secret.expires_at")
+    ttl = _beta_ttl(body, "expires_at")
     config = apply_shape(beta_transcription_shape(body), state.default_session())
     value, record = await state.minter.mint(config, "beta", ttl)
     secret = {"value": value, "expires_at": record.expires_at}
