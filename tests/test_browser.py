@@ -40,7 +40,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "browser",
         {
             "REALTALK_INSTRUCTIONS": "You are a friendly assistant. Answer questions in one short "
-            "sentence, but when asked for a story, tell a long one of at least six sentences."
+            "sentence, but when asked for a story, tell a long one of at least six sentences.",
+            "REALTALK_RECORD": "audio",
         },
         ready=True,
     )
@@ -250,6 +251,37 @@ def test_barge_in_in_the_browser(engine: LiveServer, tmp_path: Path) -> None:
     assert "truncated" in kinds, kinds
     replies = [e for e in record["entries"] if e["kind"] == "assistant"]
     assert replies and any("dragon" in r["text"].lower() for r in replies), replies
+    # Its agent track holds what the listener heard: the story stops where it was cut, though
+    # more of it had been synthesized, and nothing runs past the end of the call.
+    (cut,) = [e for e in record["entries"] if e["kind"] == "truncated"]
+    level = _track_level(engine, record["id"], "agent")
+    assert len(level) * 0.02 <= record["ended_at"] - record["started_at"] + 0.5
+    voiced = np.flatnonzero(level > 0.1 * np.percentile(level, 95))
+    heard_until = voiced[0] * 0.02 + cut["audio_end_ms"] / 1000
+    after = level[int((heard_until + 0.2) / 0.02) : int((heard_until + 1.2) / 0.02)]
+    # (The track may simply end there: nothing was played after the cut before the hangup.)
+    assert (after > 0.1 * np.percentile(level, 95)).sum() <= 3, (cut, voiced[:5], after)
+    print(f"agent track {len(level) * 0.02:.2f} s, story heard until {heard_until:.2f} s")
+
+
+def _track_level(server: LiveServer, record_id: str, track: str) -> np.ndarray:
+    """A recorded track's mean level in 20 ms windows."""
+    import io
+
+    import av
+
+    got = httpx.get(
+        f"{server.url}/api/conversations/{record_id}/audio?track={track}",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=10,
+    )
+    assert got.status_code == 200, got.text
+    with av.open(io.BytesIO(got.content)) as container:
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+        rate = int(container.streams.audio[0].rate)
+    step = rate // 50
+    level: np.ndarray = np.abs(pcm[: len(pcm) // step * step]).reshape(-1, step).mean(axis=1)
+    return level
 
 
 def test_errors_are_shown_for_a_failed_start(tmp_path: Path) -> None:

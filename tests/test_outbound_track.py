@@ -58,3 +58,20 @@ async def test_a_gap_while_synthesizing_is_silence_not_the_end() -> None:
     await track.recv()
     assert transitions == ["started", "stopped"]
     track.stop()
+
+
+async def test_on_sent_reports_what_left_not_what_was_cleared() -> None:
+    track = OutboundAudioTrack(lambda what, rid: None)
+    sent: list[np.ndarray] = []
+    track.on_sent = sent.append
+    track.begin("resp_4", "item_4")
+    ramp = (np.arange(RATE) % 30000).astype(np.int16) + 1  # one second, never zero
+    await track.write(ramp)
+    for _ in range(10):
+        await track.recv()  # 200 ms leave
+    track.clear()
+    for _ in range(5):
+        await track.recv()  # silence: nothing reported
+    heard = np.concatenate(sent)
+    assert np.array_equal(heard, ramp[: 10 * FRAME_SAMPLES])  # exactly what the listener got
+    track.stop()

@@ -188,6 +188,35 @@ def test_audio_tracks_lie_on_one_timeline(tmp_path: Path) -> None:
         assert abs(frames / rate - seconds) < 0.1, (name, frames / rate)
 
 
+def test_audio_tracks_keep_paced_frames_continuous_and_real_gaps_silent(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    clock = Clock(0.0)
+    tracks = AudioTracks(tmp_path, "conv_j", lambda rate: AudioEncoder("opus", rate), clock)
+    frame = (np.sin(np.arange(320) / 16_000 * 2 * np.pi * 400) * 8000).astype(np.int16)  # 20 ms
+    late = [0.0, 0.004, 0.011, 0.0, 0.025, 0.002] * 25  # 3 s of frames, each a little late
+    for i, jitter in enumerate(late):
+        clock.now = i * 0.02 + jitter
+        tracks.add("agent", frame, 16_000)
+    clock.now = 5.0  # then 2 s of nothing: a real gap
+    tracks.add("agent", frame, 16_000)
+    tracks.close()
+    tracks.join()
+    with av.open(str(tmp_path / "conv_j.agent.ogg")) as container:
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+        rate = container.streams.audio[0].rate
+    assert abs(len(pcm) / rate - 5.02) < 0.1, len(pcm) / rate
+    # The paced frames are one continuous tone: no silence slipped in for their lateness.
+    level = np.abs(pcm[int(0.1 * rate) : int(2.9 * rate)])  # decoded as float, ±1.0
+    windows = level[: len(level) // 240 * 240].reshape(-1, 240).mean(axis=1)  # 5 ms each
+    assert windows.min() > 0.5 * windows.max(), (windows.min(), windows.max())
+    assert np.abs(pcm[int(3.2 * rate) : int(4.8 * rate)]).max() < 0.01  # the gap is silence
+
+
 def test_audio_tracks_that_cannot_write_drop_and_go_on(tmp_path: Path) -> None:
     import numpy as np
 

@@ -79,6 +79,8 @@ class Call:
         self.session.recorder = state.recorder(
             self.session.conversation_id, session_id, "webrtc", generation
         )
+        output = self.peer.output
+        output.on_sent = lambda samples: self.session.recorder.audio("agent", samples, output.rate)
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._ended = asyncio.Event()

@@ -1,6 +1,9 @@
 """``REALTALK_RECORD=audio``: a conversation's user and agent audio as two mono Ogg/Opus files
 (``<id>.user.ogg``, ``<id>.agent.ogg``) on one timeline that starts with the record, so an
-entry's ``at − started_at`` is its place in both. Encoding runs in the track's own thread
+entry's ``at − started_at`` is its place in both. The user track holds what the engine heard;
+the agent track what the listener was played (WebRTC: each frame as the outbound track sends
+it, so a reply cut by a barge-in stops where the listener stopped hearing it; WebSocket: the
+reply as it is sent to the client). Encoding runs in the track's own thread
 behind a bounded queue; the session only hands over chunks (a full queue or a failed write is
 logged and the audio dropped; the conversation goes on)."""
 
@@ -26,6 +29,10 @@ QUEUE_MAX = 2_000
 """Chunks waiting to be encoded (a few minutes of audio); beyond this they are dropped."""
 SILENCE_STEP = RATE
 """A gap is filled with silence this many samples at a time."""
+JITTER = RATE * 60 // 1000
+"""A chunk this late or less follows the one before it without a gap: frames that arrive
+a few milliseconds off their pace stay continuous speech (no clicks), and a track is never
+more than this far from the timeline."""
 
 Track = Literal["user", "agent"]
 
@@ -103,6 +110,8 @@ class AudioTracks:
                 encoder, out = files[track]
                 pcm = samples if rate == RATE else resample(samples, rate, RATE)
                 gap = int(offset * RATE) - written[track]
+                if gap <= JITTER:
+                    gap = 0
                 while gap > 0:
                     step = min(gap, SILENCE_STEP)
                     out.write(encoder.encode(np.zeros(step, dtype=np.int16)))

@@ -49,6 +49,9 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._last_item: tuple[str, str] | None = None
         self._start = 0.0
         self._timestamp: int | None = None
+        self.on_sent: Callable[[Int16Array], None] | None = None
+        """Called with the reply audio of each frame as it leaves (not the silence between
+        replies): what the listener heard, when they heard it (the conversation's record)."""
 
     # ---- the AudioOutput side (called by the response) --------------------------------
     def begin(self, response_id: str, item_id: str) -> None:
@@ -125,6 +128,8 @@ class OutboundAudioTrack(MediaStreamTrack):
                 self._queue.popleft()
             else:
                 chunk.samples = chunk.samples[take:]
+        if filled and self.on_sent is not None:
+            self.on_sent(out[:filled].copy())
         if not self._queue and self._playing is not None and self._playing in self._ended:
             finished, self._playing = self._playing, None
             self._ended.discard(finished)

@@ -588,7 +588,10 @@ class RealtimeSession:
             window=None if options.input is not None else self.prompt_window,
             mcp=self.mcp.turn(config.mcp),
         )
-        run.on_audio = lambda samples, rate: self.recorder.audio("agent", samples, rate)
+        if self.audio_output is None:
+            # WebSocket: the record gets the reply as it is sent. A transport that plays it
+            # itself (WebRTC) records what it actually played, when it played it.
+            run.on_audio = lambda samples, rate: self.recorder.audio("agent", samples, rate)
         return run
 
     async def _run_response(self, run: ResponseRun, held: SpeculativeReply | None = None) -> None:
