@@ -641,15 +641,18 @@ class RealtimeSession:
         """Barge-in: cancel the reply and, over WebRTC, stop its playout where the user cut
         in, truncating the assistant item to what was heard."""
         await self.cancel_response("turn_detected")
-        self._stop_playout()
+        self._cut_playout()
 
     async def clear_output_audio(self) -> None:
         """WebRTC ``output_audio_buffer.clear``: stop generating and playing at once."""
         await self.cancel_response("client_cancelled")
-        if not self._stop_playout() and self.last_run is not None:
+        if not self._cut_playout() and self.last_run is not None:
             self.emit(self.events.output_audio_buffer("cleared", self.last_run.record.id))
 
-    def _stop_playout(self) -> bool:
+    def _cut_playout(self) -> bool:
+        """Cut the WebRTC playout now (our action; :meth:`playout_stopped` is the track
+        reporting that a reply finished playing): truncate the item to what was heard and emit
+        ``output_audio_buffer.cleared``. False when nothing was playing."""
         output = self.audio_output
         if output is None or not output.is_playing():
             return False
