@@ -117,8 +117,21 @@ def test_the_history_page_lists_opens_plays_and_deletes(
     assert page.locator("#timeline li.assistant").count() == 2
     assert page.locator("#timeline .waterfall .stage").count() >= 4  # the spoken turn's stages
 
-    # Audio: the agent's track, fetched with the key into a blob URL, plays and highlights.
+    # Audio: both sides in stereo by default, then the agent's track alone, fetched with the
+    # key into a blob URL; it plays and highlights the line being played.
+    assert page.eval_on_selector("#track", "s => s.value") == "both"
+    page.wait_for_function(
+        "document.getElementById('audio').src.startsWith('blob:')"
+        " && document.getElementById('audio').readyState >= 1",
+        timeout=15_000,
+    )
+    both = page.evaluate("document.getElementById('audio').src")
     page.select_option("#track", "agent")
+    page.wait_for_function(
+        f"document.getElementById('audio').src !== {both!r}"
+        " && document.getElementById('audio').src.startsWith('blob:')",
+        timeout=15_000,
+    )
     page.wait_for_function(
         "document.getElementById('audio').src.startsWith('blob:')"
         " && document.getElementById('audio').readyState >= 1",

@@ -82,10 +82,14 @@ def test_store_keeps_the_timeline_and_deletes_every_trace(tmp_path: Path) -> Non
         assert assistant["interrupted"] is True and assistant["text"] == "Hi, how"
         assert found["entries"][3]["seconds"] == {"stt": 0.2, "llm_first_token": 0.1}
         store.audio_dir.mkdir()
-        (store.audio_dir / "conv_a.ogg").write_bytes(b"OggS")
+        for name in ("conv_a.user.ogg", "conv_a.both.ogg", "conv_b.user.ogg"):
+            (store.audio_dir / name).write_bytes(b"OggS")
+        # An id is matched literally: "*" or "conv_?" names no conversation's files.
+        assert not store.delete("*") and not store.delete("conv_?")
+        assert len(list(store.audio_dir.iterdir())) == 3
         assert store.delete("conv_a")
         assert store.get("conv_a") is None
-        assert not list(store.audio_dir.iterdir())
+        assert [f.name for f in store.audio_dir.iterdir()] == ["conv_b.user.ogg"]
         assert not store.delete("conv_a")
     finally:
         store.stop()
@@ -186,6 +190,53 @@ def test_audio_tracks_lie_on_one_timeline(tmp_path: Path) -> None:
             frames = sum(f.samples for f in container.decode(audio=0))
             rate = container.streams.audio[0].rate
         assert abs(frames / rate - seconds) < 0.1, (name, frames / rate)
+
+
+def test_both_tracks_mix_into_one_stereo_file(tmp_path: Path) -> None:
+    import io
+
+    import av
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder, write_stereo
+
+    clock = Clock(0.0)
+    tracks = AudioTracks(tmp_path, "conv_m", lambda rate: AudioEncoder("opus", rate), clock)
+    tone = (np.sin(np.arange(16_000) / 16_000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+    tracks.add("user", tone, 16_000)  # 0-1 s
+    clock.now = 2.0
+    tracks.add("agent", np.concatenate([tone, tone, tone]), 16_000)  # 2-5 s: the longer track
+    tracks.close()
+    tracks.join()
+
+    def level(path_a: Path | None, path_b: Path | None) -> tuple[np.ndarray, int]:
+        out = io.BytesIO()
+        write_stereo(path_a, path_b, out, 16_000)
+        with av.open(io.BytesIO(out.getvalue())) as container:
+            assert container.streams.audio[0].channels == 2
+            frames = [f.to_ndarray() for f in container.decode(audio=0)]
+            rate = container.streams.audio[0].rate
+        pcm = np.concatenate([f.reshape(-1, 2) if f.shape[0] == 1 else f.T for f in frames])
+        return np.abs(pcm), rate
+
+    user, agent = tmp_path / "conv_m.user.ogg", tmp_path / "conv_m.agent.ogg"
+    pcm, rate = level(user, agent)
+    assert abs(len(pcm) / rate - 5.0) < 0.1, len(pcm) / rate  # the longer track's length
+
+    def loud(channel: int, start: float, end: float) -> float:
+        return float(pcm[int(start * rate) : int(end * rate), channel].mean())
+
+    assert loud(0, 0.1, 0.9) > 0.1 and loud(1, 0.1, 0.9) < 0.005  # the user, left
+    assert loud(1, 2.1, 4.9) > 0.1 and loud(0, 2.1, 4.9) < 0.005  # the agent, right
+    # One track alone (a text-only conversation has no agent audio): the other side is silent.
+    pcm, rate = level(user, None)
+    assert abs(len(pcm) / rate - 1.0) < 0.1 and pcm[:, 1].max() < 0.005
+    # A track cut short (the server died while writing it) mixes up to where it can be read.
+    data = agent.read_bytes()
+    agent.write_bytes(data[: len(data) // 2])
+    pcm, rate = level(user, agent)
+    assert 1.0 < len(pcm) / rate < 5.0, len(pcm) / rate
 
 
 def test_audio_tracks_keep_paced_frames_continuous_and_real_gaps_silent(tmp_path: Path) -> None:

@@ -123,6 +123,18 @@ def _duration(ogg: bytes) -> float:
         return float(frames / container.streams.audio[0].rate)
 
 
+def _layout(ogg: bytes) -> tuple[int, float]:
+    """An audio file's channel count and duration."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(ogg)) as container:
+        stream = container.streams.audio[0]
+        frames = sum(f.samples for f in container.decode(audio=0))
+        return int(stream.channels), float(frames / stream.rate)
+
+
 def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
     server = start_server(tmp_path, "recorded", {"REALTALK_RECORD": "audio"}, ready=True)
     try:
@@ -164,6 +176,7 @@ def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
         url = f"{server.url}/api/conversations/{record['id']}"
         assert sorted(record["audio"]) == [f"{record['id']}.agent.ogg", f"{record['id']}.user.ogg"]
         length = record["ended_at"] - record["started_at"]
+        durations = {}
         for track in ("user", "agent"):
             got = httpx.get(f"{url}/audio?track={track}", headers=headers, timeout=10)
             assert got.status_code == 200 and got.content[:4] == b"OggS"
@@ -174,10 +187,21 @@ def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
             own = agent_seconds if track == "agent" else user_seconds
             most, least = length + 0.5 + own, own
             assert least - 0.1 <= seconds <= most, (track, seconds, length, agent_seconds)
-        bad = httpx.get(f"{url}/audio?track=both", headers=headers, timeout=10)
-        assert bad.status_code == 400
+            durations[track] = seconds
+        # By default both sides in one stereo file, the user left and the agent right, as long
+        # as the longer track; mixed once and kept beside the tracks.
         audio_dir = tmp_path / "data-recorded" / "records-audio"
         assert len(list(audio_dir.iterdir())) == 2
+        mixed = httpx.get(f"{url}/audio", headers=headers, timeout=30)
+        assert mixed.status_code == 200 and mixed.headers["content-type"] == "audio/ogg"
+        channels, seconds = _layout(mixed.content)
+        assert channels == 2 and abs(seconds - max(durations.values())) < 0.1, seconds
+        assert len(list(audio_dir.iterdir())) == 3
+        again = httpx.get(f"{url}/audio?track=both", headers=headers, timeout=30)
+        assert again.content == mixed.content
+        assert httpx.get(url, headers=headers, timeout=10).json()["audio"] == record["audio"]
+        bad = httpx.get(f"{url}/audio?track=stereo", headers=headers, timeout=10)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "track"
         assert httpx.delete(url, headers=headers, timeout=10).status_code == 200
         assert httpx.get(url, headers=headers, timeout=10).status_code == 404
         assert httpx.get(f"{url}/audio", headers=headers, timeout=10).status_code == 404

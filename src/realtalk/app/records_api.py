@@ -4,21 +4,27 @@ key only (an ephemeral key is a browser's and must not read other people's conve
 ``GET /api/conversations`` lists them newest first (``limit`` ≤ 100, ``before``/``after``: Unix
 seconds or an ISO 8601 date, on the start time; page on with ``before`` = the last one's
 ``started_at``); ``GET /api/conversations/{id}`` is one conversation with every entry (also
-its JSON export); ``GET …/audio`` its audio file; ``DELETE`` removes its rows and files.
+its JSON export); ``GET …/audio`` its audio (both sides in stereo, or one track); ``DELETE``
+removes its rows and files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from realtalk.app.engine_keys import require_standard_key
 from realtalk.app.errors import HTTPError
 from realtalk.app.state import ServerState
+from realtalk.records.audio import RATE as MIX_RATE
 from realtalk.records.store import PAGE_MAX, RecordStore
 
 router = APIRouter(prefix="/api/conversations")
@@ -95,28 +101,80 @@ async def get_conversation(conversation_id: str, state: Standard) -> dict[str, A
     found = await asyncio.to_thread(store.get, conversation_id)
     if found is None:
         raise _not_found(conversation_id)
-    found["audio"] = [f.name for f in store.audio_files(conversation_id)]
+    found["audio"] = [  # the recorded tracks (not the stereo mix made from them)
+        f.name
+        for f in store.audio_files(conversation_id)
+        if f.name.endswith((".user.ogg", ".agent.ogg"))
+    ]
     return found
 
 
-@router.get("/{conversation_id}/audio")
-async def get_audio(conversation_id: str, request: Request, state: Standard) -> FileResponse:
-    """One track, Ogg/Opus: ``?track=user`` (default) or ``agent``."""
+@router.get("/{conversation_id}/audio", response_model=None)
+async def get_audio(
+    conversation_id: str, request: Request, state: Standard
+) -> FileResponse | Response:
+    """Ogg/Opus: ``?track=both`` (default; stereo, the user left and the agent right, mixed
+    on the first request once the conversation has ended and kept beside the tracks), or one
+    mono track, ``user`` or ``agent``."""
     store = _store(state)
-    track = request.query_params.get("track", "user")
-    if track not in ("user", "agent"):
+    track = request.query_params.get("track", "both")
+    if track not in TRACKS:
         raise HTTPError(
-            400, "Invalid 'track': 'user' or 'agent'.", code="invalid_value", param="track"
+            400,
+            "Invalid 'track': 'both', 'user' or 'agent'.",
+            code="invalid_value",
+            param="track",
         )
-    files = [f for f in store.audio_files(conversation_id) if f.name.endswith(f".{track}.ogg")]
-    if not files:
+    found = await asyncio.to_thread(store.get, conversation_id)
+    if found is None:
+        raise _not_found(conversation_id)
+    files = {f.name.split(".")[-2]: f for f in store.audio_files(conversation_id)}
+    if not {"user", "agent"} & files.keys() or (track != "both" and track not in files):
         raise HTTPError(
             404,
-            f"Conversation {conversation_id!r} has no recorded audio.",
+            f"Conversation {conversation_id!r} has no recorded audio"
+            + ("." if track == "both" else f" on the {track} track."),
             code="audio_not_found",
             type="not_found_error",
         )
-    return FileResponse(files[0], media_type="audio/ogg")
+    if track != "both":
+        return FileResponse(files[track], media_type="audio/ogg")
+    if "both" in files:
+        return FileResponse(files["both"], media_type="audio/ogg")
+    user, agent = files.get("user"), files.get("agent")
+    if found["ended_at"] is None:  # still being written: mixed for this request only
+        return Response(await asyncio.to_thread(_mix, user, agent), media_type="audio/ogg")
+    target = store.audio_dir / f"{conversation_id}.both.ogg"
+    await asyncio.to_thread(_mix_to, user, agent, target)
+    if await asyncio.to_thread(store.get, conversation_id) is None:  # deleted meanwhile
+        target.unlink(missing_ok=True)
+        raise _not_found(conversation_id)
+    return FileResponse(target, media_type="audio/ogg")
+
+
+TRACKS = ("both", "user", "agent")
+
+
+def _mix(user: Path | None, agent: Path | None) -> bytes:
+    from realtalk.rtc.audio_files import write_stereo  # PyAV lives in rtc/
+
+    out = io.BytesIO()
+    write_stereo(user, agent, out, MIX_RATE)
+    return out.getvalue()
+
+
+def _mix_to(user: Path | None, agent: Path | None, target: Path) -> None:
+    """Write the stereo mix beside the tracks (a partial file never takes the final name;
+    two requests at once each write their own and the last rename wins)."""
+    from realtalk.rtc.audio_files import write_stereo
+
+    part = target.with_name(f"{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        with part.open("wb") as out:
+            write_stereo(user, agent, out, MIX_RATE)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 @router.delete("/{conversation_id}")

@@ -6,6 +6,7 @@ short connection in a worker thread.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import queue
@@ -289,7 +290,8 @@ class RecordStore:
         folder = self.audio_dir
         if not folder.is_dir():
             return []
-        return sorted(folder.glob(f"{conversation_id}.*"))
+        # Escaped: an id is the client's text, and "*" must not name every conversation.
+        return sorted(folder.glob(f"{glob.escape(conversation_id)}.*"))
 
 
 def _conversation(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Audio files in and out with PyAV (FFmpeg), for the ``/v1/audio`` endpoints: uploads decoded
-to 16 kHz mono, speech encoded as it is made. Here because PyAV stays inside ``rtc/``.
+to 16 kHz mono, speech encoded as it is made; and for the conversation records, whose two mono
+tracks are encoded as they come and mixed into one stereo file on request. Here because PyAV
+stays inside ``rtc/``.
 
 An upload's container is recognised from its first bytes and FFmpeg is told to use that
 demuxer only: probing anything would let a playlist (HLS, concat) open other files or URLs.
@@ -8,12 +10,17 @@ demuxer only: probing anything would let a playlist (HLS, concat) open other fil
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import av
 import numpy as np
 
 from realtalk.audio.pcm import Int16Array
+
+log = logging.getLogger("realtalk.audio")
 
 EncodedFormat = Literal["mp3", "opus", "aac", "flac"]
 ENCODERS: dict[EncodedFormat, tuple[str, str, str]] = {
@@ -98,16 +105,17 @@ class _Sink:
 
 
 class AudioEncoder:
-    """Streaming encoder of int16 mono: ``encode`` pieces, then ``close``; each returns the
-    file's bytes made so far (blocking; small pieces are fast enough for the event loop's
-    worker threads)."""
+    """Streaming encoder of int16 mono (or, with ``channels=2``, stereo: rows of two
+    samples): ``encode`` pieces, then ``close``; each returns the file's bytes made so far
+    (blocking; small pieces are fast enough for the event loop's worker threads)."""
 
-    def __init__(self, fmt: EncodedFormat, rate: int) -> None:
+    def __init__(self, fmt: EncodedFormat, rate: int, channels: Literal[1, 2] = 1) -> None:
         muxer, codec, self.content_type = ENCODERS[fmt]
         self.rate = rate
+        self._layout = "mono" if channels == 1 else "stereo"
         self._sink = _Sink()
         self._container: Any = av.open(self._sink, "w", format=muxer)
-        self._stream: Any = self._container.add_stream(codec, rate=rate, layout="mono")
+        self._stream: Any = self._container.add_stream(codec, rate=rate, layout=self._layout)
         self._pts = 0
 
     def _mux(self, packets: Any) -> None:
@@ -117,9 +125,9 @@ class AudioEncoder:
     def encode(self, samples: Int16Array) -> bytes:
         if len(samples):
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
+                np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),  # interleaved
                 format="s16",
-                layout="mono",
+                layout=self._layout,
             )
             frame.sample_rate = self.rate
             frame.pts = self._pts
@@ -143,3 +151,66 @@ def encodable(fmt: str) -> EncodedFormat | None:
                 return None
             return name
     return None
+
+
+MIX_CHUNK_S = 2
+"""The stereo mix is made this many seconds at a time (memory stays small however long the
+conversation)."""
+
+
+def _pcm(path: Path | None, rate: int) -> Iterator[Int16Array]:
+    """A track's audio as int16 mono pieces at ``rate``; none for a missing track. A file cut
+    short (the server stopped while writing it) ends where it can no longer be read."""
+    if path is None or not path.exists():
+        return
+    try:
+        with av.open(str(path), mode="r", format="ogg") as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    yield np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
+            for out in resampler.resample(None):
+                yield np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
+    except (av.FFmpegError, IndexError) as exc:
+        log.warning("audio file %s read up to an error (%s)", path.name, exc)
+
+
+class _Reader:
+    """Takes exact lengths from a stream of pieces, silence once it has ended."""
+
+    def __init__(self, pieces: Iterator[Int16Array]) -> None:
+        self._pieces = pieces
+        self._buffer = np.zeros(0, dtype=np.int16)
+        self.ended = False
+
+    def take(self, n: int) -> tuple[Int16Array, int]:
+        """``n`` samples, and how many of them are the track's (the rest is padding)."""
+        while len(self._buffer) < n and not self.ended:
+            piece = next(self._pieces, None)
+            if piece is None:
+                self.ended = True
+            else:
+                self._buffer = np.concatenate([self._buffer, piece])
+        out = np.zeros(n, dtype=np.int16)
+        got = self._buffer[:n]
+        out[: len(got)] = got
+        self._buffer = self._buffer[n:]
+        return out, len(got)
+
+    @property
+    def drained(self) -> bool:
+        return self.ended and len(self._buffer) == 0
+
+
+def write_stereo(left: Path | None, right: Path | None, out: BinaryIO, rate: int) -> None:
+    """Mix two mono tracks on one timeline into one stereo Ogg/Opus file (left, right; a
+    missing or shorter track is silence), as long as the longer track (blocking)."""
+    readers = (_Reader(_pcm(left, rate)), _Reader(_pcm(right, rate)))
+    encoder = AudioEncoder("opus", rate, channels=2)
+    step = MIX_CHUNK_S * rate
+    while not all(r.drained for r in readers):
+        (a, real_a), (b, real_b) = readers[0].take(step), readers[1].take(step)
+        used = max(real_a, real_b)  # the last piece: no padding past the longer track
+        a, b = a[:used], b[:used]
+        out.write(encoder.encode(np.column_stack([a, b])))
+    out.write(encoder.close())

@@ -217,8 +217,9 @@ async function setupAudio(record) {
   stopAudio();
   const tracks = (record.audio || []).map((name) => name.split(".").at(-2));
   els.player.hidden = tracks.length === 0;
-  for (const option of els.track.options) option.disabled = !tracks.includes(option.value);
   if (!tracks.length) return;
+  tracks.push("both"); // the server mixes whatever was recorded into stereo
+  for (const option of els.track.options) option.disabled = !tracks.includes(option.value);
   if (!tracks.includes(els.track.value)) els.track.value = tracks[0];
   await loadTrack();
 }
