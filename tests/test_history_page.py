@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.models]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"]
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = os.environ.get("REALTALK_SCREENSHOTS") == "1"
+"""Read at import: every test runs with the REALTALK_* variables removed."""
 
 
 async def _converse(server: LiveServer) -> None:
@@ -157,7 +159,7 @@ def test_the_history_page_lists_opens_plays_and_deletes(
     page.evaluate("document.getElementById('audio').pause()")
 
     # The README's screenshots: REALTALK_SCREENSHOTS=1 writes them into docs/screenshots.
-    shots = DOCS if os.environ.get("REALTALK_SCREENSHOTS") == "1" else tmp_path
+    shots = DOCS if SCREENSHOTS else tmp_path
     page.screenshot(path=str(shots / "history-desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     # On a phone the open conversation takes the screen, without sideways scrolling.
