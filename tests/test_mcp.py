@@ -17,56 +17,10 @@ import pytest
 
 from realtalk.core.config import SessionConfig
 from realtalk.pipeline.models import ModelChoice, Models, load_models
-from realtalk.session.session import RealtimeSession
 from tests.conftest import MODEL_DIR, free_port
 from tests.mcp_server import ShopMcpServer
-from tests.realtime_helpers import validate_event
 from tests.scripted import ScriptedLLM, call, scripted_models, text
-
-
-class Client:
-    """Drives a session in-process and validates every event it sends."""
-
-    def __init__(self, session: RealtimeSession) -> None:
-        self.session = session
-        self.seen: list[dict[str, Any]] = []
-        self._counter = 0
-
-    async def send(self, event: dict[str, Any]) -> str:
-        self._counter += 1
-        event_id = event.setdefault("event_id", f"evt_{self._counter}")
-        await self.session.receive(json.dumps(event))
-        return event_id
-
-    async def until(self, kind: str, limit_s: float = 20.0) -> list[dict[str, Any]]:
-        got: list[dict[str, Any]] = []
-        async with asyncio.timeout(limit_s):
-            while True:
-                event = await self.session.outbox.get()
-                validate_event(event, self.session.generation)
-                got.append(event)
-                self.seen.append(event)
-                if event["type"] == kind:
-                    return got
-
-    async def say(self, words: str, **response: Any) -> list[dict[str, Any]]:
-        """A user text message and ``response.create``; the events up to ``response.done``."""
-        await self.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": words}],
-                },
-            }
-        )
-        await self.send({"type": "response.create", "response": response})
-        return await self.until("response.done", 120)
-
-
-def types(events: list[dict[str, Any]]) -> list[str]:
-    return [e["type"] for e in events]
+from tests.session_client import Client, Sessions, types
 
 
 def in_order(order: list[str], expected: list[str]) -> bool:
@@ -87,24 +41,15 @@ def shop() -> Iterator[ShopMcpServer]:
 
 @pytest.fixture
 async def make_session() -> AsyncIterator[Any]:
-    sessions: list[RealtimeSession] = []
+    sessions = Sessions(limit_s=20.0)
 
     def make(models: Models | None = None, generation: str = "ga", **config: Any) -> Client:
-        session = RealtimeSession(
-            config=SessionConfig(**config),
-            generation=generation,  # type: ignore[arg-type]
-            models=models or scripted_models(),
-            session_id="sess_mcp",
-            expires_at=0,
+        return sessions.start(
+            SessionConfig(**config), models or scripted_models(), generation, "sess_mcp"
         )
-        session.start()
-        sessions.append(session)
-        return Client(session)
 
     yield make
-    for session in sessions:
-        await session.aclose()
-        assert not session._tasks
+    await sessions.aclose()
     await asyncio.sleep(0)
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not leftover, leftover
@@ -228,16 +173,7 @@ async def test_a_slow_server_does_not_block_the_session(make_session: Any) -> No
         )
         events = await client.until("mcp_list_tools.in_progress")
         # Other client events are answered while the listing waits.
-        await client.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "hi"}],
-                },
-            }
-        )
+        await client.user_text("hi")
         await client.send({"type": "response.create"})
         events = await client.until("response.done", 10)
         order = types(events)

@@ -16,64 +16,15 @@ import numpy as np
 import pytest
 
 from realtalk.core.config import FunctionTool, SessionConfig, TurnDetection
-from realtalk.session.session import RealtimeSession
 from realtalk.tools import ToolRegistry, tool
-from tests.realtime_helpers import assert_reply_closed, silence, tone, validate_event
+from tests.realtime_helpers import assert_reply_closed, silence, tone
 from tests.scripted import ScriptedLLM, ScriptedSTT, call, scripted_models, text
-
-
-class Client:
-    def __init__(self, session: RealtimeSession) -> None:
-        self.session = session
-        self.seen: list[dict[str, Any]] = []
-        self._counter = 0
-
-    async def send(self, event: dict[str, Any]) -> str:
-        self._counter += 1
-        event_id = event.setdefault("event_id", f"evt_{self._counter}")
-        await self.session.receive(json.dumps(event))
-        return event_id
-
-    async def audio(self, samples: np.ndarray, chunk_ms: int = 100) -> None:
-        step = 24 * chunk_ms
-        for start in range(0, len(samples), step):
-            await self.send(
-                {
-                    "type": "input_audio_buffer.append",
-                    "audio": base64.b64encode(samples[start : start + step].tobytes()).decode(),
-                }
-            )
-            await asyncio.sleep(0)
-
-    async def until(self, kind: str, limit_s: float = 5.0) -> list[dict[str, Any]]:
-        """Events up to and including the next ``kind``."""
-        got: list[dict[str, Any]] = []
-        async with asyncio.timeout(limit_s):
-            while True:
-                event = await self.session.outbox.get()
-                validate_event(event, self.session.generation)
-                got.append(event)
-                self.seen.append(event)
-                if event["type"] == kind:
-                    return got
-
-    def drain(self) -> list[dict[str, Any]]:
-        got = []
-        while not self.session.outbox.empty():
-            event = self.session.outbox.get_nowait()
-            validate_event(event, self.session.generation)
-            got.append(event)
-        self.seen.extend(got)
-        return got
-
-
-def types(events: list[dict[str, Any]]) -> list[str]:
-    return [e["type"] for e in events]
+from tests.session_client import Client, Sessions, types
 
 
 @pytest.fixture
 async def make_session() -> AsyncIterator[Any]:
-    sessions: list[RealtimeSession] = []
+    sessions = Sessions()
 
     def make(
         generation: str = "ga",
@@ -82,22 +33,15 @@ async def make_session() -> AsyncIterator[Any]:
         registry: ToolRegistry | None = None,
         **config: Any,
     ) -> Client:
-        session = RealtimeSession(
-            config=SessionConfig(instructions="Be brief.", **config),
-            generation=generation,  # type: ignore[arg-type]
-            models=scripted_models(llm, stt),
-            session_id="sess_test",
-            expires_at=0,
+        return sessions.start(
+            SessionConfig(instructions="Be brief.", **config),
+            scripted_models(llm, stt),
+            generation,
             tools=registry,
         )
-        session.start()
-        sessions.append(session)
-        return Client(session)
 
     yield make
-    for session in sessions:
-        await session.aclose()
-        assert not session._tasks
+    await sessions.aclose()
 
 
 async def test_opening_events_per_generation(make_session: Any) -> None:
@@ -155,16 +99,7 @@ async def test_voice_turn_event_order_ga(make_session: Any) -> None:
 async def test_text_turn_beta_names(make_session: Any) -> None:
     client = make_session("beta", llm=ScriptedLLM([[text("Four.")]]), audio_output=False)
     client.drain()
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "2+2?"}],
-            },
-        }
-    )
+    await client.user_text("2+2?")
     await client.send({"type": "response.create"})
     events = await client.until("response.done")
     order = types(events)
@@ -209,16 +144,7 @@ async def test_response_cancel_and_second_create(make_session: Any) -> None:
         "ga", llm=ScriptedLLM([[text("word ")] * 50], token_delay_s=0.05), turn_detection=None
     )
     client.drain()
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Talk"}],
-            },
-        }
-    )
+    await client.user_text("Talk")
     await client.send({"type": "response.create"})
     await client.until("response.created")
     second = await client.send({"type": "response.create", "event_id": "evt_again"})
@@ -269,16 +195,7 @@ async def test_function_call_round_trip(make_session: Any) -> None:
         {"type": "session.update", "session": {"type": "realtime", "tools": list(tools)}}
     )
     await client.until("session.updated")
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Order 1001?"}],
-            },
-        }
-    )
+    await client.user_text("Order 1001?")
     await client.send({"type": "response.create"})
     events = await client.until("response.done")
     done_args = next(e for e in events if e["type"] == "response.function_call_arguments.done")
@@ -520,16 +437,7 @@ async def test_bad_input_is_an_error_event_and_the_session_goes_on(
     assert error["type"] == "invalid_request_error" and error["message"]
     if "evt_x" in raw:
         assert error["event_id"] == "evt_x"
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "ok"}],
-            },
-        }
-    )
+    await client.user_text("ok")
     await client.send({"type": "response.create"})
     assert (await client.until("response.done"))[-1]["response"]["status"] == "completed"
 
@@ -624,16 +532,7 @@ async def test_server_side_tool_runs_without_a_client_round_trip(make_session: A
     )
     client = make_session("ga", llm=llm, registry=registry, turn_detection=None, tools=(tool_spec,))
     client.drain()
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Where is order 1001?"}],
-            },
-        }
-    )
+    await client.user_text("Where is order 1001?")
     await client.send({"type": "response.create"})
     first = await client.until("response.done")
     kinds = types(first)
@@ -682,16 +581,7 @@ async def test_response_cancel_closes_the_started_items(
         audio_output=modality == "audio",
     )
     client.drain()
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Talk"}],
-            },
-        }
-    )
+    await client.user_text("Talk")
     await client.send({"type": "response.create"})
     events = await client.until("response.content_part.added")
     await asyncio.sleep(0.3)

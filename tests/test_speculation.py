@@ -12,7 +12,8 @@ import numpy as np
 from realtalk.session.session import RealtimeSession
 from tests.realtime_helpers import silence, tone
 from tests.scripted import ScriptedLLM, ScriptedSTT, text
-from tests.test_session_timeline import Client, make_session, types
+from tests.session_client import Client, types
+from tests.test_session_timeline import make_session
 
 __all__ = ["make_session"]  # the fixture, shared with the timeline tests
 

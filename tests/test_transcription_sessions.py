@@ -29,7 +29,7 @@ from realtalk.session.keys import InMemoryKeyStore
 from realtalk.session.session import RealtimeSession
 from tests.realtime_helpers import silence, tone
 from tests.scripted import ScriptedSTT, scripted_models
-from tests.test_session_timeline import Client, types
+from tests.session_client import Client, Sessions, types
 
 TRANSCRIPTION = {
     "type": "transcription",
@@ -125,24 +125,15 @@ def test_beta_transcription_session_mint(http: TestClient, settings: Settings) -
 # ---- a transcription session on a scripted timeline -----------------------------------------
 @pytest.fixture
 async def make_session() -> AsyncIterator[Any]:
-    sessions: list[RealtimeSession] = []
+    sessions = Sessions()
 
     def make(generation: str = "ga", stt: ScriptedSTT | None = None, **config: Any) -> Client:
-        session = RealtimeSession(
-            config=SessionConfig(**config).as_transcription(),
-            generation=generation,  # type: ignore[arg-type]
-            models=scripted_models(stt=stt),
-            session_id="sess_test",
-            expires_at=0,
+        return sessions.start(
+            SessionConfig(**config).as_transcription(), scripted_models(stt=stt), generation
         )
-        session.start()
-        sessions.append(session)
-        return Client(session)
 
     yield make
-    for session in sessions:
-        await session.aclose()
-        assert not session._tasks
+    await sessions.aclose()
 
 
 async def test_ga_turn_is_transcribed_and_never_answered(make_session: Any) -> None:
