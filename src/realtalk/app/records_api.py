@@ -142,10 +142,12 @@ async def get_audio(
     if "both" in files:
         return FileResponse(files["both"], media_type="audio/ogg")
     user, agent = files.get("user"), files.get("agent")
-    if found["ended_at"] is None:  # still being written: mixed for this request only
-        return Response(await asyncio.to_thread(_mix, user, agent), media_type="audio/ogg")
     target = store.audio_dir / f"{conversation_id}.both.ogg"
-    await asyncio.to_thread(_mix_to, user, agent, target)
+    async with _mixing:  # one mix at a time: the live conversations keep the other core
+        if found["ended_at"] is None:  # still being written: mixed for this request only
+            return Response(await asyncio.to_thread(_mix, user, agent), media_type="audio/ogg")
+        if not target.exists():  # (a request that waited here may find it made)
+            await asyncio.to_thread(_mix_to, user, agent, target)
     if await asyncio.to_thread(store.get, conversation_id) is None:  # deleted meanwhile
         target.unlink(missing_ok=True)
         raise _not_found(conversation_id)
@@ -153,6 +155,8 @@ async def get_audio(
 
 
 TRACKS = ("both", "user", "agent")
+_mixing = asyncio.Lock()
+"""Mixing a long conversation takes seconds of CPU (decode two tracks, encode one)."""
 
 
 def _mix(user: Path | None, agent: Path | None) -> bytes:
