@@ -160,6 +160,7 @@ def test_the_history_page_lists_opens_plays_and_deletes(
 
     # The README's screenshots: REALTALK_SCREENSHOTS=1 writes them into docs/screenshots.
     shots = DOCS if SCREENSHOTS else tmp_path
+    page.select_option("#track", "both")  # as a visitor first sees it
     page.screenshot(path=str(shots / "history-desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     # On a phone the open conversation takes the screen, without sideways scrolling.
