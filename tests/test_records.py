@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from realtalk.config import Settings
 from realtalk.records import RecordStore, SessionRecorder
 from tests.conftest import LiveServer, start_server, stop_server
 
@@ -301,3 +302,60 @@ def test_pages_run_newest_first_and_filter_by_start(tmp_path: Path) -> None:
         assert [c["id"] for c in window] == ["conv_2", "conv_1"]
     finally:
         store.stop()
+
+
+def test_the_stereo_mix_is_kept_once_and_served_on_a_full_disk(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import io
+
+    import av
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from realtalk.app import records_api
+    from realtalk.app.server import create_app
+    from realtalk.app.state import ServerState
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    async def no_models(_: ServerState) -> None:
+        return None
+
+    assert settings.api_key is not None
+    key = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+    tone = (np.sin(np.arange(16_000) / 16_000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+    with TestClient(create_app(settings, warmup=no_models)) as client:
+        state = client.app.state.realtalk  # type: ignore[attr-defined]
+        store: RecordStore = state.records
+        for record_id in ("conv_kept", "conv_full"):
+            _record(store, record_id)
+            tracks = AudioTracks(
+                store.audio_dir, record_id, lambda rate: AudioEncoder("opus", rate)
+            )
+            tracks.add("user", tone, 16_000)
+            tracks.close()
+            tracks.join()
+        assert store.flush()
+
+        def channels(body: bytes) -> int:
+            with av.open(io.BytesIO(body)) as container:
+                return int(container.streams.audio[0].channels)
+
+        got = client.get("/api/conversations/conv_kept/audio", headers=key)
+        assert got.status_code == 200 and channels(got.content) == 2
+        assert (store.audio_dir / "conv_kept.both.ogg").exists()  # kept for the next request
+        assert client.get("/api/conversations/conv_kept", headers=key).json()["audio"] == [
+            "conv_kept.user.ogg"
+        ]
+
+        def full_disk(*_: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(records_api, "_mix_to", full_disk)
+        got = client.get("/api/conversations/conv_full/audio", headers=key)
+        assert got.status_code == 200 and channels(got.content) == 2  # served all the same
+        assert not (store.audio_dir / "conv_full.both.ogg").exists()
+        missing = client.get("/api/conversations/conv_full/audio?track=agent", headers=key)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "audio_not_found"

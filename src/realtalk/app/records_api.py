@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import secrets
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from realtalk.records.audio import RATE as MIX_RATE
 from realtalk.records.store import PAGE_MAX, RecordStore
 
 router = APIRouter(prefix="/api/conversations")
+log = logging.getLogger("realtalk.records")
 
 Standard = Annotated[ServerState, Depends(require_standard_key)]
 
@@ -147,7 +149,11 @@ async def get_audio(
         if found["ended_at"] is None:  # still being written: mixed for this request only
             return Response(await asyncio.to_thread(_mix, user, agent), media_type="audio/ogg")
         if not target.exists():  # (a request that waited here may find it made)
-            await asyncio.to_thread(_mix_to, user, agent, target)
+            try:
+                await asyncio.to_thread(_mix_to, user, agent, target)
+            except OSError as exc:  # a full disk: the mix is still served, just not kept
+                log.error("records: stereo mix of %s not kept (%s)", conversation_id, exc)
+                return Response(await asyncio.to_thread(_mix, user, agent), media_type="audio/ogg")
     if await asyncio.to_thread(store.get, conversation_id) is None:  # deleted meanwhile
         target.unlink(missing_ok=True)
         raise _not_found(conversation_id)
@@ -168,8 +174,7 @@ def _mix(user: Path | None, agent: Path | None) -> bytes:
 
 
 def _mix_to(user: Path | None, agent: Path | None, target: Path) -> None:
-    """Write the stereo mix beside the tracks (a partial file never takes the final name;
-    two requests at once each write their own and the last rename wins)."""
+    """Write the stereo mix beside the tracks (a partial file never takes the final name)."""
     from realtalk.rtc.audio_files import write_stereo
 
     part = target.with_name(f"{target.name}.{secrets.token_hex(4)}.part")
