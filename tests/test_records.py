@@ -359,3 +359,68 @@ def test_the_stereo_mix_is_kept_once_and_served_on_a_full_disk(
         assert not (store.audio_dir / "conv_full.both.ogg").exists()
         missing = client.get("/api/conversations/conv_full/audio?track=agent", headers=key)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "audio_not_found"
+
+
+def test_a_websocket_reply_is_held_until_played_and_cut_where_the_client_stopped(
+    tmp_path: Path,
+) -> None:
+    """Over a WebSocket the reply arrives faster than real time and the client plays it from
+    its arrival: the agent track lays it end to end there, and when the client truncates the
+    item, the audio it never played is not written."""
+    import av
+    import numpy as np
+
+    from realtalk.records.audio import AudioTracks
+    from realtalk.rtc.audio_files import AudioEncoder
+
+    store = RecordStore(tmp_path / "records.sqlite3")
+    store.start()
+    clock = Clock(0.0)
+    tone = (np.sin(np.arange(24_000) / 24_000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+
+    def agent_seconds(record_id: str, cut_ms: int | None) -> float:
+        tracks = AudioTracks(
+            tmp_path, record_id, lambda rate: AudioEncoder("opus", rate), clock, hold=True
+        )
+        recorder = SessionRecorder(
+            store,
+            record_id,
+            "sess_1",
+            transport="websocket",
+            generation="ga",
+            stages={},
+            tracks=tracks,
+        )
+        clock.now = tracks._t0 + 1.0
+        recorder.event(
+            {
+                "type": "response.output_item.added",
+                "response_id": "resp_1",
+                "output_index": 0,
+                "item": {"id": "item_a", "type": "message", "role": "assistant", "content": []},
+            }
+        )
+        for _ in range(4):  # four seconds of reply, all sent within 1 s: played 1-5 s
+            recorder.audio("agent", tone, 24_000)
+        clock.now += 0.5  # 0.5 s has played when the client stops it
+        if cut_ms is not None:
+            recorder.event(
+                {
+                    "type": "conversation.item.truncated",
+                    "item_id": "item_a",
+                    "content_index": 0,
+                    "audio_end_ms": cut_ms,
+                }
+            )
+        recorder.close("client_closed")
+        tracks.join()
+        with av.open(str(tmp_path / f"{record_id}.agent.ogg")) as container:
+            frames = sum(f.samples for f in container.decode(audio=0))
+            return float(frames / container.streams.audio[0].rate)
+
+    try:
+        assert abs(agent_seconds("conv_cut", 500) - 1.5) < 0.1  # 1 s of silence + 0.5 s heard
+        # Not cut (the client played on, even after hanging up): all of it, end to end.
+        assert abs(agent_seconds("conv_whole", None) - 5.0) < 0.1
+    finally:
+        store.stop()

@@ -62,7 +62,11 @@ class ServerState:
             from realtalk.rtc.audio_files import AudioEncoder  # PyAV lives in rtc/
 
             tracks = AudioTracks(
-                self.records.audio_dir, record_id, lambda rate: AudioEncoder("opus", rate)
+                self.records.audio_dir,
+                record_id,
+                lambda rate: AudioEncoder("opus", rate),
+                # A WebSocket client plays the reply itself: hold it until played, to cut.
+                hold=transport == "websocket",
             )
         return SessionRecorder(
             self.records,

@@ -106,7 +106,14 @@ class SessionRecorder:
                     self._add("user", {"item_id": item.get("id"), "text": text, "via": "text"})
         elif kind == "response.done":
             self._response(event["response"])
+        elif kind == "response.output_item.added":
+            if self.tracks is not None and self.tracks.hold:
+                item = event["item"]
+                if item.get("type") == "message":
+                    self.tracks.mark(item["id"])
         elif kind == "conversation.item.truncated":
+            if self.tracks is not None and self.tracks.hold:
+                self.tracks.cut(event["item_id"], int(event.get("audio_end_ms") or 0))
             self._add(
                 "truncated",
                 {"item_id": event.get("item_id"), "audio_end_ms": event.get("audio_end_ms")},
