@@ -3,12 +3,15 @@ model's answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from realtalk.pipeline.llm import LLMRequest, TextDelta, ToolCall, ToolSpec
+from realtalk.pipeline.llm import Finished, LLMRequest, TextDelta, ToolCall, ToolSpec
 from realtalk.pipeline.llm.local import LlamaLLM, _calls_or_text, local_temperature
 from realtalk.pipeline.llm.toolcalls import MalformedToolCall, may_be_call, parse_tool_calls
 from tests.conftest import MODEL_DIR
@@ -140,3 +143,56 @@ async def test_real_model_honours_tool_choice_none_and_named(llm: LlamaLLM) -> N
         ),
     )
     assert [e.name for e in named if isinstance(e, ToolCall)] == ["get_time"]
+
+
+async def _until(condition: Callable[[], bool], limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.models
+async def test_a_prefilled_prompt_start_is_read_from_the_cache(llm: LlamaLLM) -> None:
+    # A prompt start nothing has read yet (the module's other tests use SYSTEM).
+    system = {"role": "system", "content": f"You answer shoppers. Session {time.time_ns()}."}
+    question = {"role": "user", "content": "What's the status of order 1001?"}
+    cold = [e async for e in llm.stream(LLMRequest([system, question], (LOOKUP, TIME)))]
+    cold_finished = cold[-1]
+    assert isinstance(cold_finished, Finished)
+    # The same start with other instructions, read ahead while "the user speaks".
+    other = {"role": "system", "content": f"You answer shoppers. Session {time.time_ns()}."}
+    before = llm.prefilled
+    llm.prefill(LLMRequest([other], (LOOKUP, TIME)))
+    await _until(lambda: llm.prefilled == before + 1 and not llm.llama.turns.busy())
+    warm = [e async for e in llm.stream(LLMRequest([other, question], (LOOKUP, TIME)))]
+    finished = warm[-1]
+    assert isinstance(finished, Finished)
+    # All of the prompt but the user's turn came from the cache, against a few tokens cold
+    # (the cache then held the other instructions' prompt).
+    assert finished.cached_tokens >= finished.prompt_tokens - 25, finished
+    assert cold_finished.cached_tokens < cold_finished.prompt_tokens - 100, cold_finished
+    assert [e.name for e in warm if isinstance(e, ToolCall)] == ["lookup_order"]
+
+
+@pytest.mark.models
+async def test_a_reply_stops_a_prefill_and_none_starts_during_a_reply(llm: LlamaLLM) -> None:
+    system = {"role": "system", "content": f"You answer shoppers. Session {time.time_ns()}."}
+    before = llm.prefilled
+    llm.prefill(LLMRequest([system], (LOOKUP, TIME)))
+    await _until(lambda: llm.llama.turns.busy())  # the prefill has the model
+    events = await run(
+        llm, LLMRequest([system, {"role": "user", "content": "Say hi."}], (LOOKUP, TIME))
+    )
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert llm.prefilled == before  # stopped before the end
+    assert finished.stop_reason == "stop" and finished.completion_tokens > 0, finished
+    # A prefill never starts while a reply runs.
+    stream = llm.stream(LLMRequest([system, {"role": "user", "content": "Hello."}]))
+    first = await anext(stream)
+    llm.prefill(LLMRequest([{"role": "system", "content": "Other."}]))
+    rest = [first] + [e async for e in stream]
+    assert isinstance(rest[-1], Finished)
+    await asyncio.sleep(0.5)
+    assert llm.prefilled == before

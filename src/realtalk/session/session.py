@@ -25,6 +25,7 @@ from realtalk.core import commands as cmd
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.core.mcp import McpChoice
+from realtalk.pipeline.llm import LLMRequest, ToolSpec
 from realtalk.pipeline.models import Models
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
@@ -135,6 +136,22 @@ class RealtimeSession:
         if self.config.type == "realtime":
             self.emit(self.events.conversation_created(self.conversation_id))
         self.mcp.configure(self.config.mcp)
+        self._read_ahead()
+
+    def _read_ahead(self) -> None:
+        """Before the first reply: have the LLM read the prompt's fixed start (instructions
+        and tools) while the user is still speaking, instead of after the turn (a local
+        model's ~560-token start takes seconds on a small CPU). Only while the conversation
+        is empty: later, reading a shorter prompt would push the conversation out of the
+        model's cache."""
+        prefill = getattr(self.models.llm, "prefill", None)
+        config = self.config
+        if prefill is None or config.type != "realtime" or len(self.conversation) or self.closed:
+            return
+        tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in config.tools)
+        system = [{"role": "system", "content": config.instructions}] if config.instructions else []
+        choice = config.tool_choice if isinstance(config.tool_choice, str) else "auto"
+        prefill(LLMRequest(messages=system, tools=tools, tool_choice=choice))
 
     async def aclose(self) -> None:
         """Stop every task this session owns and free its per-session state."""
@@ -224,6 +241,7 @@ class RealtimeSession:
                 self._update_config(command.config)
                 self.emit(self.events.session_updated(self.config))
                 self.mcp.configure(self.config.mcp, command.event_id)
+                self._read_ahead()
             case cmd.AppendAudio():
                 if self.transport == "webrtc":
                     raise ProtocolError(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +27,8 @@ from realtalk.pipeline.llm import Finished, LLMEvent, LLMRequest, TextDelta, Too
 from realtalk.pipeline.llm.sharing import GenerationStopped, Request, SharedLlama
 from realtalk.pipeline.llm.toolcalls import MalformedToolCall, may_be_call, parse_tool_calls
 from realtalk.pipeline.priority import FOREGROUND
+
+log = logging.getLogger("realtalk.llm")
 
 TOOL_RESULT_NUDGE = (
     "Using the tool result above, answer the user in one or two short spoken "
@@ -102,6 +105,11 @@ class LlamaLLM:
         # answering or calling; with tools offered, that piece ("tools" glued to "<") is banned.
         pieces = self.llama.tokenize(b"<tools>", add_bos=False, special=True)
         self._tool_echo_bias = {pieces[1]: -100.0} if len(pieces) == 3 else {}
+        self._streams = 0
+        """Generations started and not finished (read by prefills on their threads)."""
+        self._prefills: set[Request] = set()
+        self.prefilled = 0
+        """Prompts read ahead to the end (for tests and diagnostics)."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -112,6 +120,44 @@ class LlamaLLM:
             self.llama.create_chat_completion(
                 messages=[{"role": "user", "content": "Hi"}], max_tokens=1
             )
+
+    def prefill(self, request: LLMRequest) -> None:
+        """Read ``request``'s prompt into the KV cache now, while nobody waits for the model,
+        so the reply that follows starts from the cache: a new session's instructions and
+        tools are ~560 tokens, ~4 s on two cores, paid before its first answer otherwise.
+        Returns at once. Any generation stops it between two batches (what it read stays in
+        the cache), and so does the next prefill; it never starts while one runs."""
+        self._stop_prefills()
+        if self._streams:
+            return
+        claim = Request(background=True)
+        self._prefills.add(claim)
+
+        def work() -> None:
+            try:
+                if self._streams or claim.stop.is_set():
+                    return
+                messages, tools = self._prepare(request)
+                with self.llama.turn(claim):
+                    self.llama.create_chat_completion(
+                        messages=cast(Any, messages),
+                        tools=cast(Any, tools),
+                        temperature=0.0,
+                        max_tokens=1,
+                    )
+                self.prefilled += 1
+            except GenerationStopped:
+                pass
+            except Exception:  # a prefill is an optimisation: the reply will read the prompt
+                log.exception("LLM prefill failed")
+            finally:
+                self._prefills.discard(claim)
+
+        self._threads.submit(work)
+
+    def _stop_prefills(self) -> None:
+        for claim in list(self._prefills):
+            claim.stop.set()
 
     @staticmethod
     def _prepare(request: LLMRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
@@ -194,6 +240,16 @@ class LlamaLLM:
         emit(Finished(prompt, completion, cached, reason))  # type: ignore[arg-type]
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
+        self._streams += 1
+        self._stop_prefills()
+        try:
+            async with contextlib.aclosing(self._stream(request)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self._streams -= 1
+
+    async def _stream(self, request: LLMRequest) -> AsyncGenerator[LLMEvent]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | Finished | BaseException] = asyncio.Queue()
         claim = Request()

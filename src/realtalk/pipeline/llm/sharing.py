@@ -34,6 +34,8 @@ import llama_cpp.llama_cpp as llama_lib
 import numpy as np
 from llama_cpp import Llama
 
+from realtalk.pipeline.priority import FOREGROUND
+
 BATCH_TOKENS = 64
 """Prompt tokens evaluated between two checks. Measured here on a 2048-token prompt (2 cores,
 shared): 125 tok/s at 64, 130 at 128, 114–132 at 512, i.e. no measurable cost, and a stop or a
@@ -53,6 +55,9 @@ class Request:
     """One generation's claim on the model."""
 
     stop: threading.Event = field(default_factory=threading.Event)
+    background: bool = False
+    """Work nobody waits for yet (a prompt read ahead): it lets speech about to play go first
+    before each batch, as a reply's generation does before each token."""
 
 
 class Turns:
@@ -139,6 +144,8 @@ class SharedLlama(Llama):
         request = self._request
         if request is None:
             return  # outside turn(): warm-up and tests
+        if request.background:
+            FOREGROUND.yield_to()
         if request.stop.is_set():
             raise GenerationStopped
         if self.turns.waiting() and time.monotonic() - self._turn_began >= SLICE_S:
