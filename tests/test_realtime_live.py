@@ -11,6 +11,7 @@ import asyncio
 import base64
 import difflib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,6 +196,53 @@ async def test_function_call_round_trip(engine: LiveServer) -> None:
         events = await collect(conn, "response.done")
     answer = events[-1]["response"]["output"][0]["content"][0]["text"]
     assert "shipped" in answer.lower()
+
+
+async def test_the_prompt_start_is_read_while_the_user_is_silent(engine: LiveServer) -> None:
+    """A session's instructions and tools are read into the model's cache right after
+    session.update, so the first reply finds them there (response.done's cached tokens)."""
+    tool = {
+        "type": "function",
+        "name": "lookup_order",
+        "description": "Look up the status of a customer's order by its order id.",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    }
+
+    async def first_reply(pause_s: float) -> dict[str, Any]:
+        async with client_for(engine).realtime.connect(model="realtalk-local") as conn:
+            await conn.session.update(
+                session={
+                    "type": "realtime",
+                    "output_modalities": ["text"],
+                    "tools": [tool],
+                    # Unique: no earlier prompt in the model's cache starts the same way.
+                    "instructions": f"Session {time.time_ns()}. You are a shop assistant.",
+                }
+            )
+            await collect(conn, "session.updated")
+            await asyncio.sleep(pause_s)  # the user has not said anything yet
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "Say hello."}],
+                }
+            )
+            await conn.response.create()
+            events = await collect(conn, "response.done")
+        usage: dict[str, Any] = events[-1]["response"]["usage"]
+        return usage
+
+    at_once = await first_reply(0.0)
+    later = await first_reply(8.0)
+    print("cached tokens: at once", at_once, "after a pause", later)
+    assert at_once["input_token_details"]["cached_tokens"] < 32, at_once
+    # At least one batch of the start read ahead (all of it on an idle machine).
+    assert later["input_token_details"]["cached_tokens"] >= 64, later
 
 
 async def test_barge_in_cancels_with_turn_detected(engine: LiveServer) -> None:
