@@ -10,11 +10,14 @@ urgent work, so TTS marks itself as foreground and the LLM waits between tokens 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 YIELD_AT_MOST_S = 0.5
 """Longest a background stage waits for the foreground before going on anyway."""
+STOP_POLL_S = 0.02
+"""How often a waiting background stage that can be stopped looks at its stop event."""
 
 
 class Foreground:
@@ -38,10 +41,17 @@ class Foreground:
                 if self._holders == 0:
                     self._clear.set()
 
-    def yield_to(self) -> None:
+    def yield_to(self, stop: threading.Event | None = None) -> None:
         """Background work calls this between steps: returns at once unless foreground work
-        runs, then when it ends (or after ``YIELD_AT_MOST_S``)."""
-        self._clear.wait(YIELD_AT_MOST_S)
+        runs, then when it ends (or after ``YIELD_AT_MOST_S``, or as soon as ``stop`` is
+        set)."""
+        if stop is None:
+            self._clear.wait(YIELD_AT_MOST_S)
+            return
+        deadline = time.monotonic() + YIELD_AT_MOST_S
+        while not stop.is_set() and not self._clear.wait(STOP_POLL_S):
+            if time.monotonic() >= deadline:
+                return
 
 
 FOREGROUND = Foreground()

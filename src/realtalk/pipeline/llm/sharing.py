@@ -145,7 +145,7 @@ class SharedLlama(Llama):
         if request is None:
             return  # outside turn(): warm-up and tests
         if request.background:
-            FOREGROUND.yield_to()
+            FOREGROUND.yield_to(request.stop)
         if request.stop.is_set():
             raise GenerationStopped
         if self.turns.waiting() and time.monotonic() - self._turn_began >= SLICE_S:
