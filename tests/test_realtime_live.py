@@ -237,12 +237,12 @@ async def test_the_prompt_start_is_read_while_the_user_is_silent(engine: LiveSer
         usage: dict[str, Any] = events[-1]["response"]["usage"]
         return usage
 
-    at_once = await first_reply(0.0)
     later = await first_reply(8.0)
-    print("cached tokens: at once", at_once, "after a pause", later)
-    assert at_once["input_token_details"]["cached_tokens"] < 32, at_once
-    # At least one batch of the start read ahead (all of it on an idle machine).
-    assert later["input_token_details"]["cached_tokens"] >= 64, later
+    print("cached tokens after a pause:", later)
+    # Only the user's turn was read with the reply: nothing but the read-ahead can have put
+    # these unique instructions in the cache. (Asked at once, the reply reads most of it
+    # itself: a read-ahead gets a batch or two in before the reply stops it.)
+    assert later["input_token_details"]["cached_tokens"] >= later["input_tokens"] - 20, later
 
 
 async def test_barge_in_cancels_with_turn_detected(engine: LiveServer) -> None:

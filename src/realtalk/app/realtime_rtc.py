@@ -27,10 +27,12 @@ from realtalk.app.capacity import OverCapacity, Slot
 from realtalk.app.engine_keys import bearer_token, with_intent
 from realtalk.app.errors import HTTPError, parse_json_part
 from realtalk.app.state import ServerState
+from realtalk.audio.pcm import StreamResampler
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import new_id
 from realtalk.protocol.errors import ProtocolError
 from realtalk.protocol.sessions import parse_session
+from realtalk.records.audio import RATE as RECORD_RATE
 from realtalk.rtc.peer import BadOffer, IceServer, RealtimePeer
 from realtalk.session.keys import KeyRejected
 from realtalk.session.session import RealtimeSession
@@ -79,8 +81,12 @@ class Call:
         self.session.recorder = state.recorder(
             self.session.conversation_id, session_id, "webrtc", generation
         )
-        output = self.peer.output
-        output.on_sent = lambda samples: self.session.recorder.audio("agent", samples, output.rate)
+        # The record's agent track: the frames as they leave, resampled as one stream (not
+        # 20 ms pieces each on their own, whose edges would click).
+        to_record = StreamResampler(self.peer.output.rate, RECORD_RATE)
+        self.peer.output.on_sent = lambda samples: self.session.recorder.audio(
+            "agent", to_record.push(samples), RECORD_RATE
+        )
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._ended = asyncio.Event()

@@ -118,6 +118,8 @@ class AudioTracks:
 
     def add(self, track: Track, samples: Int16Array, rate: int) -> None:
         """Queue a chunk heard (user) or sent (agent) now; never blocks."""
+        if len(samples) == 0:
+            return
         self._put(("audio", track, self._clock() - self._t0, samples, rate))
 
     def mark(self, item_id: str) -> None:
