@@ -13,6 +13,7 @@ import difflib
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -243,6 +244,37 @@ async def test_the_prompt_start_is_read_while_the_user_is_silent(engine: LiveSer
     # these unique instructions in the cache. (Asked at once, the reply reads most of it
     # itself: a read-ahead gets a batch or two in before the reply stops it.)
     assert later["input_token_details"]["cached_tokens"] >= later["input_tokens"] - 20, later
+
+
+async def test_the_pages_prompt_start_is_read_at_server_start(tmp_path: Path) -> None:
+    """A fresh server reads the page's prompt start (its instructions and tools) once the
+    models are loaded: a visitor who asks at once finds it in the cache."""
+    server = start_server(tmp_path, "fresh", ready=True)
+    try:
+        await asyncio.sleep(10)  # the read-ahead (~560 tokens) ends while nobody is here
+        async with httpx.AsyncClient() as http:
+            minted = await http.post(
+                f"{server.url}/api/realtime/session", json={}, headers={"Origin": server.url}
+            )
+        assert minted.status_code == 200, minted.text
+        key = minted.json()["client_secret"]
+        client = AsyncOpenAI(api_key=key, base_url=f"{server.url}/v1")
+        async with client.realtime.connect(model="realtalk-local") as conn:
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "Hello!"}],
+                }
+            )
+            await conn.response.create(response={"output_modalities": ["text"]})
+            events = await collect(conn, "response.done")
+        usage = events[-1]["response"]["usage"]
+        print("first reply of a fresh server:", usage)
+        assert usage["input_tokens"] > 400  # the page's five tools
+        assert usage["input_token_details"]["cached_tokens"] >= usage["input_tokens"] - 20
+    finally:
+        stop_server(server)
 
 
 async def test_barge_in_cancels_with_turn_detected(engine: LiveServer) -> None:

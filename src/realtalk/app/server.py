@@ -46,6 +46,7 @@ from realtalk.pipeline.remote import RemoteStage
 from realtalk.records import RecordStore
 from realtalk.session.keys import Clock, EphemeralKeyStore, InMemoryKeyStore, KeyMinter
 from realtalk.session.redis_keys import RedisKeyStore
+from realtalk.session.session import read_ahead
 from realtalk.tools import ToolRegistry
 from realtalk.tools.loading import load_tools
 from realtalk.tools.pool import ToolPool
@@ -138,6 +139,8 @@ async def load_engine_models(state: ServerState) -> None:
     if state.settings.engine != "embedded":
         return
     state.models = await asyncio.to_thread(load_models, model_choice(state.settings))
+    # The page's sessions start from this prompt: the first visitor finds it read.
+    read_ahead(state.models.llm, state.default_session(with_tools=True))
 
 
 def _readiness(state: ServerState) -> str:

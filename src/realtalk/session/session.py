@@ -73,6 +73,19 @@ Earlier costs more discarded work on mid-sentence pauses; later leaves less of t
 window to hide the models' time in."""
 
 
+def read_ahead(llm: object, config: SessionConfig) -> None:
+    """Have a local LLM read a session's prompt start (instructions and tools) into its cache
+    now, in the background, instead of after the user's first turn (~560 tokens for the page's
+    five tools: seconds on a small CPU). A no-op for an LLM that cannot (a remote one)."""
+    prefill = getattr(llm, "prefill", None)
+    if prefill is None:
+        return
+    tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in config.tools)
+    system = [{"role": "system", "content": config.instructions}] if config.instructions else []
+    choice = config.tool_choice if isinstance(config.tool_choice, str) else "auto"
+    prefill(LLMRequest(messages=system, tools=tools, tool_choice=choice))
+
+
 class RealtimeSession:
     def __init__(
         self,
@@ -139,19 +152,11 @@ class RealtimeSession:
         self._read_ahead()
 
     def _read_ahead(self) -> None:
-        """Before the first reply: have the LLM read the prompt's fixed start (instructions
-        and tools) while the user is still speaking, instead of after the turn (a local
-        model's ~560-token start takes seconds on a small CPU). Only while the conversation
-        is empty: later, reading a shorter prompt would push the conversation out of the
-        model's cache."""
-        prefill = getattr(self.models.llm, "prefill", None)
-        config = self.config
-        if prefill is None or config.type != "realtime" or len(self.conversation) or self.closed:
-            return
-        tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in config.tools)
-        system = [{"role": "system", "content": config.instructions}] if config.instructions else []
-        choice = config.tool_choice if isinstance(config.tool_choice, str) else "auto"
-        prefill(LLMRequest(messages=system, tools=tools, tool_choice=choice))
+        """Before the first reply: the prompt's fixed start is read while the user is still
+        speaking (:func:`read_ahead`). Only while the conversation is empty: later, reading a
+        shorter prompt would push the conversation out of the model's cache."""
+        if self.config.type == "realtime" and not len(self.conversation) and not self.closed:
+            read_ahead(self.models.llm, self.config)
 
     async def aclose(self) -> None:
         """Stop every task this session owns and free its per-session state."""
