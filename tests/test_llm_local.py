@@ -96,6 +96,14 @@ def test_tool_choice_shapes_the_prompt() -> None:
     assert messages[1]["tool_calls"][0]["function"]["arguments"] == {}  # dict for the template
     assert messages[-1]["role"] == "system" and "tool result" in messages[-1]["content"]
     assert local_temperature(0.8) == pytest.approx(0.2) and local_temperature(0.6) == 0.0
+    # A call this model wrote comes back as the text it wrote (the tokens in its cache).
+    written = '```json\n{"name": "get_time", "arguments": {}}\n```'
+    messages, _ = LlamaLLM._prepare(LLMRequest(after_tool, (LOOKUP, TIME)), {"c1": written})
+    assert messages[1] == {"role": "assistant", "content": written}
+    assert messages[2]["role"] == "tool"
+    # Another model's or a client's call (an unknown id) keeps the template's rendering.
+    messages, _ = LlamaLLM._prepare(LLMRequest(after_tool, (LOOKUP, TIME)), {"c9": written})
+    assert messages[1]["tool_calls"][0]["id"] == "c1"
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +181,41 @@ async def test_a_prefilled_prompt_start_is_read_from_the_cache(llm: LlamaLLM) ->
     assert finished.cached_tokens >= finished.prompt_tokens - 25, finished
     assert cold_finished.cached_tokens < cold_finished.prompt_tokens - 100, cold_finished
     assert [e.name for e in warm if isinstance(e, ToolCall)] == ["lookup_order"]
+
+
+@pytest.mark.models
+async def test_the_answer_after_a_tool_call_reads_only_the_result(llm: LlamaLLM) -> None:
+    system = {"role": "system", "content": f"You answer shoppers. Session {time.time_ns()}."}
+    question = {"role": "user", "content": "What's the status of order 1001?"}
+    first = await run(llm, LLMRequest([system, question], (LOOKUP, TIME)))
+    (call,) = [e for e in first if isinstance(e, ToolCall)]
+    done = first[-1]
+    assert isinstance(done, Finished)
+    history = [
+        system,
+        question,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.call_id, "content": '{"status": "shipped"}'},
+    ]
+    second = await run(llm, LLMRequest(history, (LOOKUP, TIME)))
+    finished = second[-1]
+    assert isinstance(finished, Finished)
+    # The call as the model wrote it is still in the cache (all but its closing token).
+    assert finished.cached_tokens >= done.prompt_tokens + done.completion_tokens - 1, (
+        done,
+        finished,
+    )
+    assert "shipped" in "".join(e.text for e in second if isinstance(e, TextDelta)).lower()
 
 
 @pytest.mark.models

@@ -15,7 +15,8 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +35,8 @@ TOOL_RESULT_NUDGE = (
     "Using the tool result above, answer the user in one or two short spoken "
     "sentences. Do not call a tool again."
 )
+SAID_KEPT = 1024
+"""Tool calls whose generated text is kept to give back in later prompts (a few KB)."""
 WORKER_THREADS = 4
 """Generations that can be started at once: one runs, the others wait for their turn on a
 thread (where they can be handed the model, see ``sharing.py``); more queue before that."""
@@ -110,6 +113,8 @@ class LlamaLLM:
         self._prefills: set[Request] = set()
         self.prefilled = 0
         """Prompts read ahead to the end (for tests and diagnostics)."""
+        self._said: OrderedDict[str, str] = OrderedDict()
+        """Call id → the text this model generated for it (the latest ``SAID_KEPT``)."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -137,7 +142,7 @@ class LlamaLLM:
             try:
                 if self._streams or claim.stop.is_set():
                     return
-                messages, tools = self._prepare(request)
+                messages, tools = self._prepare(request, self._said)
                 with self.llama.turn(claim):
                     self.llama.create_chat_completion(
                         messages=cast(Any, messages),
@@ -155,15 +160,32 @@ class LlamaLLM:
 
         self._threads.submit(work)
 
+    def _remember(self, call_id: str, text: str) -> None:
+        self._said[call_id] = text
+        while len(self._said) > SAID_KEPT:
+            self._said.popitem(last=False)
+
     def _stop_prefills(self) -> None:
         for claim in list(self._prefills):
             claim.stop.set()
 
     @staticmethod
-    def _prepare(request: LLMRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    def _prepare(
+        request: LLMRequest, said: Mapping[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The messages and tool schemas for the chat template. ``said``: call id → the text
+        this model generated for the call; such a turn is given back as that text, so the
+        prompt repeats the tokens already in the KV cache (the template's own rendering of a
+        call differs from what a small model writes: ~25 tokens read again after each call)."""
         messages = []
         for message in request.messages:
             message = dict(message)
+            ids = {call.get("id") for call in message.get("tool_calls") or ()}
+            texts = {said.get(i) for i in ids if isinstance(i, str)} if said and ids else set()
+            if len(texts) == 1 and None not in texts and len(ids) == len(message["tool_calls"]):
+                (text,) = texts
+                messages.append({"role": "assistant", "content": text})
+                continue
             if message.get("tool_calls"):
                 calls = []
                 for call in message["tool_calls"]:
@@ -201,7 +223,7 @@ class LlamaLLM:
         return messages, schemas or None
 
     def _generate(self, request: LLMRequest, emit: Any, claim: Request) -> None:
-        messages, tools = self._prepare(request)
+        messages, tools = self._prepare(request, self._said)
         with self.llama.turn(claim):
             previous = np.array(self.llama.input_ids[: self.llama.n_tokens], copy=True)
             completion = 0
@@ -280,6 +302,8 @@ class LlamaLLM:
                 if isinstance(item, Finished):
                     if decided is not False and held:
                         for event in _calls_or_text(held, names):
+                            if isinstance(event, ToolCall):
+                                self._remember(event.call_id, held)
                             yield event
                     yield item
                     return
