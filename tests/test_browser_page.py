@@ -46,6 +46,15 @@ def test_levels_latency_and_events_panel(engine: LiveServer, tmp_path: Path) -> 
         assert label.startswith("answered in ") and label.endswith(" s"), label
         seconds = float(label.removeprefix("answered in ").removesuffix(" s"))
         assert 0 < seconds < 60, label
+        # Measured from the microphone's last sound, which came well before the engine's
+        # speech_stopped (its end-of-turn wait), to the reply's first sound at the speaker.
+        (measured,) = page.evaluate("window.realtalk.latencies")
+        print("latency as measured in the page (ms):", measured)
+        assert measured["noticed"] - measured["speechEnded"] >= 150, measured
+        assert measured["heard"] is not None and measured["heard"] >= measured["started"] - 100
+        assert abs(measured["seconds"] - seconds) < 0.01
+        expected = (measured["heard"] - measured["speechEnded"]) / 1000
+        assert abs(seconds - expected) < 0.01, (seconds, measured)
         # The agent's output level moved too once its audio played.
         wait_for(page, "window.realtalk.levels().agent > 0.01", 30)
         # The events panel lists what crossed the data channel, each with its JSON.

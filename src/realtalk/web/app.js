@@ -41,6 +41,7 @@ const pendingTools = new Map(); // response_id -> [Promise]
 const toolCards = new Map(); // call_id -> card parts
 const replyItems = new Map(); // response_id -> item_id of the spoken reply
 let speechEnded = null; // performance.now() when the user's turn ended, until the reply sounds
+let turnEndNoticed = null; // when the page learned that the turn had ended
 let pendingLatency = null; // a label waiting for its reply's line
 
 // A small window for tests and debugging: what the page saw.
@@ -57,6 +58,7 @@ window.realtalk = {
     return out;
   },
   levels: () => ({ mic: levels.peaks.mic, agent: levels.peaks.agent }),
+  latencies: [], // each reply's measurement: {speechEnded, noticed, started, heard, seconds}
   microphoneLive: () => Boolean(lastMicrophone?.getTracks().some((t) => t.readyState === "live")),
 };
 let lastMicrophone = null;
@@ -112,14 +114,24 @@ function showPartial(itemId, delta) {
 }
 
 // Latency as a person hears it: from the end of their turn to the first sound of the reply.
-function turnEnded() {
-  speechEnded = performance.now();
+// A spoken turn ends at the microphone's last sound (the engine says so only after its
+// silence window); the reply starts when its sound reaches the speaker (the meters, every
+// 20 ms), or, with no sound to hear, when the engine says it started.
+function turnEnded(spoken) {
+  const now = performance.now();
+  const lastSound = levels.lastSound.mic;
+  speechEnded = spoken && lastSound !== null && now - lastSound < 10_000 ? lastSound : now;
+  turnEndNoticed = now;
 }
 
-function replyStarted(responseId) {
+async function replyStarted(responseId) {
   if (speechEnded === null) return;
-  const seconds = (performance.now() - speechEnded) / 1000;
+  const ended = speechEnded;
+  const started = performance.now();
   speechEnded = null;
+  const heard = await levels.soundAfter("agent", Math.max(ended, started - 100));
+  const seconds = ((heard ?? started) - ended) / 1000;
+  window.realtalk.latencies.push({ speechEnded: ended, noticed: turnEndNoticed, started, heard, seconds });
   const label = `answered in ${seconds.toFixed(2)} s`;
   const li = entries.get(replyItems.get(responseId));
   if (li) placeLatency(li, label);
@@ -168,7 +180,7 @@ function handle(event) {
       setStatus("user-speaking", "You are speaking…");
       break;
     case "input_audio_buffer.speech_stopped":
-      turnEnded();
+      turnEnded(true);
       setStatus("listening", "Thinking…");
       break;
     case "input_audio_buffer.committed":
@@ -356,7 +368,7 @@ function sendMessage(submit) {
     item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
   });
   session.send({ type: "response.create" });
-  turnEnded();
+  turnEnded(false);
   setStatus("listening", "Thinking…");
 }
 
@@ -379,7 +391,7 @@ function releaseTalk() {
   talking = false;
   ui.talk.setAttribute("aria-pressed", "false");
   setStatus("listening", "Thinking…");
-  turnEnded();
+  turnEnded(true);
   // Let the last few hundred milliseconds of speech arrive before committing.
   setTimeout(() => {
     session?.setMicrophoneEnabled(false);
