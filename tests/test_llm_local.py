@@ -101,6 +101,13 @@ def test_tool_choice_shapes_the_prompt() -> None:
     messages, _ = LlamaLLM._prepare(LLMRequest(after_tool, (LOOKUP, TIME)), {"c1": written})
     assert messages[1] == {"role": "assistant", "content": written}
     assert messages[2]["role"] == "tool"
+    # Two calls written at once (two items, two messages) come back as that text once.
+    second_call = {**after_tool[1], "tool_calls": [{**after_tool[1]["tool_calls"][0], "id": "c2"}]}
+    both = [after_tool[0], after_tool[1], second_call, after_tool[2]]
+    messages, _ = LlamaLLM._prepare(
+        LLMRequest(both, (LOOKUP, TIME)), {"c1": written, "c2": written}
+    )
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "system"]
     # Another model's or a client's call (an unknown id) keeps the template's rendering.
     messages, _ = LlamaLLM._prepare(LLMRequest(after_tool, (LOOKUP, TIME)), {"c9": written})
     assert messages[1]["tool_calls"][0]["id"] == "c1"

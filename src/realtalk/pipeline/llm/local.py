@@ -177,14 +177,16 @@ class LlamaLLM:
         this model generated for the call; such a turn is given back as that text, so the
         prompt repeats the tokens already in the KV cache (the template's own rendering of a
         call differs from what a small model writes: ~25 tokens read again after each call)."""
-        messages = []
+        messages: list[dict[str, Any]] = []
         for message in request.messages:
             message = dict(message)
             ids = {call.get("id") for call in message.get("tool_calls") or ()}
             texts = {said.get(i) for i in ids if isinstance(i, str)} if said and ids else set()
             if len(texts) == 1 and None not in texts and len(ids) == len(message["tool_calls"]):
                 (text,) = texts
-                messages.append({"role": "assistant", "content": text})
+                written = {"role": "assistant", "content": text}
+                if not messages or messages[-1] != written:  # several calls, written at once
+                    messages.append(written)
                 continue
             if message.get("tool_calls"):
                 calls = []
