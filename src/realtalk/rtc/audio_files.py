@@ -55,6 +55,16 @@ def _demuxer(head: bytes) -> str | None:
     return None
 
 
+def _mono_pieces(container: Any, rate: int) -> Iterator[Int16Array]:
+    """The first audio stream of an open file, decoded to int16 mono at ``rate``."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    for frame in container.decode(container.streams.audio[0]):
+        for out in resampler.resample(frame):
+            yield np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
+    for out in resampler.resample(None):
+        yield np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
+
+
 def decode_audio(data: bytes, rate: int, max_seconds: float) -> Int16Array:
     """The first audio stream of a file as int16 mono at ``rate`` (blocking). Raises
     :class:`AudioFileError` for anything else, or for audio longer than ``max_seconds``."""
@@ -70,18 +80,14 @@ def decode_audio(data: bytes, rate: int, max_seconds: float) -> Int16Array:
         with av.open(io.BytesIO(data), mode="r", format=demuxer) as container:
             if not container.streams.audio:
                 raise AudioFileError("The file has no audio stream.")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    pieces.append(np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1))
-                    total += len(pieces[-1])
+            for piece in _mono_pieces(container, rate):
+                pieces.append(piece)
+                total += len(piece)
                 if total > limit:
                     raise AudioFileError(
                         f"The audio is longer than {max_seconds:.0f} seconds, the most this "
                         "server transcribes at once."
                     )
-            for out in resampler.resample(None):
-                pieces.append(np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1))
     except av.FFmpegError as exc:
         raise AudioFileError(f"The audio could not be decoded ({demuxer}): {exc}.") from None
     if not pieces or total == 0:
@@ -165,12 +171,7 @@ def _pcm(path: Path | None, rate: int) -> Iterator[Int16Array]:
         return
     try:
         with av.open(str(path), mode="r", format="ogg") as container:
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    yield np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
-            for out in resampler.resample(None):
-                yield np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
+            yield from _mono_pieces(container, rate)
     except (av.FFmpegError, IndexError) as exc:
         log.warning("audio file %s read up to an error (%s)", path.name, exc)
 

@@ -19,8 +19,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from realtalk.core.config import Truncation
+from realtalk.core.config import SessionConfig, Truncation
 from realtalk.core.items import Item
+from realtalk.pipeline.llm import ToolSpec
 from realtalk.session.mcp import mcp_call_messages
 
 AUTO_RETENTION = 0.75
@@ -32,6 +33,16 @@ RESERVE = 64
 """Tokens kept free for the template's own text and counting slack."""
 
 CountTokens = Callable[[str], int]
+
+
+def system_messages(instructions: str) -> list[dict[str, Any]]:
+    """The instructions as the prompt's first message (none when there are none)."""
+    return [{"role": "system", "content": instructions}] if instructions else []
+
+
+def tool_specs(config: SessionConfig) -> tuple[ToolSpec, ...]:
+    """The session's function tools as the LLM stage takes them."""
+    return tuple(ToolSpec(t.name, t.description, t.parameters) for t in config.tools)
 
 
 def item_messages(item: Item) -> list[dict[str, Any]]:

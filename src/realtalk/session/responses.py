@@ -23,7 +23,14 @@ from realtalk.pipeline.models import Models
 from realtalk.pipeline.tts.chunker import ClauseChunker
 from realtalk.protocol.server_events import Event, ServerEvents
 from realtalk.session.mcp import McpTurn
-from realtalk.session.prompt import RESERVE, PromptWindow, item_messages, message_tokens
+from realtalk.session.prompt import (
+    RESERVE,
+    PromptWindow,
+    item_messages,
+    message_tokens,
+    system_messages,
+    tool_specs,
+)
 
 log = logging.getLogger("realtalk.response")
 
@@ -163,7 +170,7 @@ class ResponseRun:
     def _messages(self, tools: tuple[ToolSpec, ...], max_tokens: int) -> list[dict[str, Any]]:
         """The system message and as much of the conversation as the context holds."""
         count = self.models.llm.count_tokens
-        system = [{"role": "system", "content": self.instructions}] if self.instructions else []
+        system = system_messages(self.instructions)
         fixed = message_tokens(system, count) + (
             count(json.dumps([t.parameters for t in tools]))
             + sum(count(t.name + t.description) for t in tools)
@@ -202,7 +209,7 @@ class ResponseRun:
     async def _run(self) -> None:
         await self.wait_for_transcripts(self.input_items)
         cfg = self.config
-        tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in cfg.tools)
+        tools = tool_specs(cfg)
         choice = cfg.tool_choice
         if self.mcp is not None:
             await self.mcp.ready()

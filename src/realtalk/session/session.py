@@ -25,7 +25,7 @@ from realtalk.core import commands as cmd
 from realtalk.core.config import SessionConfig
 from realtalk.core.items import ContentPart, Item, ResponseRecord, new_id
 from realtalk.core.mcp import McpChoice
-from realtalk.pipeline.llm import LLMRequest, ToolSpec
+from realtalk.pipeline.llm import LLMRequest
 from realtalk.pipeline.models import Models
 from realtalk.protocol import client_events
 from realtalk.protocol.errors import ProtocolError
@@ -34,7 +34,7 @@ from realtalk.records.recorder import NullRecorder, Recorder
 from realtalk.session.conversation import Conversation
 from realtalk.session.mcp import McpTools
 from realtalk.session.outbox import Outbox, serialize
-from realtalk.session.prompt import PromptWindow
+from realtalk.session.prompt import PromptWindow, system_messages, tool_specs
 from realtalk.session.responses import AudioOutput, CancelReason, ResponseRun, settle
 from realtalk.session.server_tools import ServerToolCalls
 from realtalk.session.speculation import ReplySpeculator, SpeculativeReply
@@ -80,10 +80,9 @@ def read_ahead(llm: object, config: SessionConfig) -> None:
     prefill = getattr(llm, "prefill", None)
     if prefill is None:
         return
-    tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in config.tools)
-    system = [{"role": "system", "content": config.instructions}] if config.instructions else []
     choice = config.tool_choice if isinstance(config.tool_choice, str) else "auto"
-    prefill(LLMRequest(messages=system, tools=tools, tool_choice=choice))
+    request = LLMRequest(system_messages(config.instructions), tool_specs(config), choice)
+    prefill(request)
 
 
 class RealtimeSession:
