@@ -171,3 +171,18 @@ def assert_reply_closed(events: list[dict[str, Any]], generation: str) -> dict[s
             assert len(conv_done) == 1 and conv_done[0]["item"]["status"] == "incomplete"
     assert all(o["status"] == "incomplete" for o in response["output"])
     return response
+
+
+def decode_audio_file(data: bytes) -> tuple[np.ndarray, int]:
+    """An audio file (a record's Ogg/Opus track, say) decoded by PyAV: its samples as an
+    array of [frames, channels] (Opus decodes to floats in ±1.0) and its sample rate."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        channels, rate = int(stream.channels), int(stream.rate)
+        pieces = []
+        for frame in container.decode(stream):
+            array = frame.to_ndarray()
+            pieces.append(array.T if frame.format.is_planar else array.reshape(-1, channels))
+    return np.concatenate(pieces), rate

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.realtime_helpers import silence, voice, words
+from tests.realtime_helpers import decode_audio_file, silence, voice, words
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.models]
 
@@ -266,19 +266,14 @@ def test_barge_in_in_the_browser(engine: LiveServer, tmp_path: Path) -> None:
 
 def _track_level(server: LiveServer, record_id: str, track: str) -> np.ndarray:
     """A recorded track's mean level in 20 ms windows."""
-    import io
-
-    import av
-
     got = httpx.get(
         f"{server.url}/api/conversations/{record_id}/audio?track={track}",
         headers={"Authorization": f"Bearer {server.api_key}"},
         timeout=10,
     )
     assert got.status_code == 200, got.text
-    with av.open(io.BytesIO(got.content)) as container:
-        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
-        rate = int(container.streams.audio[0].rate)
+    samples, rate = decode_audio_file(got.content)
+    pcm = samples[:, 0]
     step = rate // 50
     level: np.ndarray = np.abs(pcm[: len(pcm) // step * step]).reshape(-1, step).mean(axis=1)
     return level

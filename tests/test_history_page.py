@@ -17,7 +17,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.realtime_helpers import silence, speech
-from tests.test_realtime_live import client_for, collect, send_audio
+from tests.test_realtime_live import client_for, collect, say, send_audio
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.models]
 
@@ -38,13 +38,7 @@ async def _converse(server: LiveServer) -> None:
                 "audio": {"input": {"transcription": {"model": "whisper-1"}}},
             }
         )
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Say hello."}],
-            }
-        )
+        await say(conn, "Say hello.")
         await conn.response.create()
         await collect(conn, "response.done", 120)
         said = np.concatenate(

@@ -44,6 +44,18 @@ def whisper() -> Any:
     return WhisperSTT(weights.resolve_model(MODEL_DIR, "stt", "whisper-base"), cpu_threads=1)
 
 
+LOOKUP_TOOL = {
+    "type": "function",
+    "name": "lookup_order",
+    "description": "Look up the status of a customer's order by its order id.",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+    },
+}
+
+
 def client_for(engine: LiveServer) -> AsyncOpenAI:
     return AsyncOpenAI(api_key=engine.api_key, base_url=f"{engine.url}/v1")
 
@@ -59,6 +71,13 @@ async def collect(connection: Any, until: str, limit_s: float = 90) -> list[dict
             if raw["type"] == until:
                 return events
     raise AssertionError(f"connection closed before {until}")
+
+
+async def say(connection: Any, text: str) -> None:
+    """A typed user message (``conversation.item.create``)."""
+    await connection.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
 
 
 def b64(samples: np.ndarray) -> str:
@@ -92,15 +111,7 @@ async def test_text_in_text_out(engine: LiveServer) -> None:
                 "instructions": "Answer in one short sentence.",
             }
         )
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [
-                    {"type": "input_text", "text": "What color is the sky on a clear day?"}
-                ],
-            }
-        )
+        await say(conn, "What color is the sky on a clear day?")
         await conn.response.create()
         events = await collect(conn, "response.done")
     assert kinds(events)[0] == "session.created"
@@ -153,32 +164,16 @@ async def test_spoken_turn_with_server_vad(engine: LiveServer, whisper: Any) -> 
 
 
 async def test_function_call_round_trip(engine: LiveServer) -> None:
-    tool = {
-        "type": "function",
-        "name": "lookup_order",
-        "description": "Look up the status of a customer's order by its order id.",
-        "parameters": {
-            "type": "object",
-            "properties": {"order_id": {"type": "string"}},
-            "required": ["order_id"],
-        },
-    }
     async with client_for(engine).realtime.connect(model="realtalk-local") as conn:
         await conn.session.update(
             session={
                 "type": "realtime",
                 "output_modalities": ["text"],
-                "tools": [tool],
+                "tools": [LOOKUP_TOOL],
                 "instructions": "You are a shop assistant. Use tools to answer questions.",
             }
         )
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "What's the status of order 1001?"}],
-            }
-        )
+        await say(conn, "What's the status of order 1001?")
         await conn.response.create()
         events = await collect(conn, "response.done")
         done_args = next(e for e in events if e["type"] == "response.function_call_arguments.done")
@@ -202,16 +197,6 @@ async def test_function_call_round_trip(engine: LiveServer) -> None:
 async def test_the_prompt_start_is_read_while_the_user_is_silent(engine: LiveServer) -> None:
     """A session's instructions and tools are read into the model's cache right after
     session.update, so the first reply finds them there (response.done's cached tokens)."""
-    tool = {
-        "type": "function",
-        "name": "lookup_order",
-        "description": "Look up the status of a customer's order by its order id.",
-        "parameters": {
-            "type": "object",
-            "properties": {"order_id": {"type": "string"}},
-            "required": ["order_id"],
-        },
-    }
 
     async def first_reply(pause_s: float) -> dict[str, Any]:
         async with client_for(engine).realtime.connect(model="realtalk-local") as conn:
@@ -219,20 +204,14 @@ async def test_the_prompt_start_is_read_while_the_user_is_silent(engine: LiveSer
                 session={
                     "type": "realtime",
                     "output_modalities": ["text"],
-                    "tools": [tool],
+                    "tools": [LOOKUP_TOOL],
                     # Unique: no earlier prompt in the model's cache starts the same way.
                     "instructions": f"Session {time.time_ns()}. You are a shop assistant.",
                 }
             )
             await collect(conn, "session.updated")
             await asyncio.sleep(pause_s)  # the user has not said anything yet
-            await conn.conversation.item.create(
-                item={
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "Say hello."}],
-                }
-            )
+            await say(conn, "Say hello.")
             await conn.response.create()
             events = await collect(conn, "response.done")
         usage: dict[str, Any] = events[-1]["response"]["usage"]
@@ -260,13 +239,7 @@ async def test_the_pages_prompt_start_is_read_at_server_start(tmp_path: Path) ->
         key = minted.json()["client_secret"]
         client = AsyncOpenAI(api_key=key, base_url=f"{server.url}/v1")
         async with client.realtime.connect(model="realtalk-local") as conn:
-            await conn.conversation.item.create(
-                item={
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "Hello!"}],
-                }
-            )
+            await say(conn, "Hello!")
             await conn.response.create(response={"output_modalities": ["text"]})
             events = await collect(conn, "response.done")
         usage = events[-1]["response"]["usage"]

@@ -14,6 +14,7 @@ import pytest
 from realtalk.config import Settings
 from realtalk.records import RecordStore, SessionRecorder
 from tests.conftest import LiveServer, start_server, stop_server
+from tests.realtime_helpers import decode_audio_file
 
 DAY = 86_400.0
 
@@ -172,7 +173,6 @@ def test_records_api_refuses_missing_and_ephemeral_keys(server: LiveServer) -> N
 
 
 def test_audio_tracks_lie_on_one_timeline(tmp_path: Path) -> None:
-    import av
     import numpy as np
 
     from realtalk.records.audio import AudioTracks
@@ -187,16 +187,13 @@ def test_audio_tracks_lie_on_one_timeline(tmp_path: Path) -> None:
     tracks.close()
     tracks.join()
     for name, seconds in (("conv_t.user.ogg", 1.0), ("conv_t.agent.ogg", 3.0)):
-        with av.open(str(tmp_path / name)) as container:
-            frames = sum(f.samples for f in container.decode(audio=0))
-            rate = container.streams.audio[0].rate
-        assert abs(frames / rate - seconds) < 0.1, (name, frames / rate)
+        pcm, rate = decode_audio_file((tmp_path / name).read_bytes())
+        assert abs(len(pcm) / rate - seconds) < 0.1, (name, len(pcm) / rate)
 
 
 def test_both_tracks_mix_into_one_stereo_file(tmp_path: Path) -> None:
     import io
 
-    import av
     import numpy as np
 
     from realtalk.records.audio import AudioTracks
@@ -214,11 +211,8 @@ def test_both_tracks_mix_into_one_stereo_file(tmp_path: Path) -> None:
     def level(path_a: Path | None, path_b: Path | None) -> tuple[np.ndarray, int]:
         out = io.BytesIO()
         write_stereo(path_a, path_b, out, 16_000)
-        with av.open(io.BytesIO(out.getvalue())) as container:
-            assert container.streams.audio[0].channels == 2
-            frames = [f.to_ndarray() for f in container.decode(audio=0)]
-            rate = container.streams.audio[0].rate
-        pcm = np.concatenate([f.reshape(-1, 2) if f.shape[0] == 1 else f.T for f in frames])
+        pcm, rate = decode_audio_file(out.getvalue())
+        assert pcm.shape[1] == 2
         return np.abs(pcm), rate
 
     user, agent = tmp_path / "conv_m.user.ogg", tmp_path / "conv_m.agent.ogg"
@@ -241,7 +235,6 @@ def test_both_tracks_mix_into_one_stereo_file(tmp_path: Path) -> None:
 
 
 def test_audio_tracks_keep_paced_frames_continuous_and_real_gaps_silent(tmp_path: Path) -> None:
-    import av
     import numpy as np
 
     from realtalk.records.audio import AudioTracks
@@ -258,9 +251,8 @@ def test_audio_tracks_keep_paced_frames_continuous_and_real_gaps_silent(tmp_path
     tracks.add("agent", frame, 16_000)
     tracks.close()
     tracks.join()
-    with av.open(str(tmp_path / "conv_j.agent.ogg")) as container:
-        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
-        rate = container.streams.audio[0].rate
+    samples, rate = decode_audio_file((tmp_path / "conv_j.agent.ogg").read_bytes())
+    pcm = samples[:, 0]
     assert abs(len(pcm) / rate - 5.02) < 0.1, len(pcm) / rate
     # The paced frames are one continuous tone: no silence slipped in for their lateness.
     level = np.abs(pcm[int(0.1 * rate) : int(2.9 * rate)])  # decoded as float, ±1.0
@@ -308,9 +300,7 @@ def test_the_stereo_mix_is_kept_once_and_served_on_a_full_disk(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import errno
-    import io
 
-    import av
     import numpy as np
     from fastapi.testclient import TestClient
 
@@ -340,8 +330,7 @@ def test_the_stereo_mix_is_kept_once_and_served_on_a_full_disk(
         assert store.flush()
 
         def channels(body: bytes) -> int:
-            with av.open(io.BytesIO(body)) as container:
-                return int(container.streams.audio[0].channels)
+            return int(decode_audio_file(body)[0].shape[1])
 
         got = client.get("/api/conversations/conv_kept/audio", headers=key)
         assert got.status_code == 200 and channels(got.content) == 2
@@ -367,7 +356,6 @@ def test_a_websocket_reply_is_held_until_played_and_cut_where_the_client_stopped
     """Over a WebSocket the reply arrives faster than real time and the client plays it from
     its arrival: the agent track lays it end to end there, and when the client truncates the
     item, the audio it never played is not written."""
-    import av
     import numpy as np
 
     from realtalk.records.audio import AudioTracks
@@ -414,9 +402,8 @@ def test_a_websocket_reply_is_held_until_played_and_cut_where_the_client_stopped
             )
         recorder.close("client_closed")
         tracks.join()
-        with av.open(str(tmp_path / f"{record_id}.agent.ogg")) as container:
-            frames = sum(f.samples for f in container.decode(audio=0))
-            return float(frames / container.streams.audio[0].rate)
+        pcm, rate = decode_audio_file((tmp_path / f"{record_id}.agent.ogg").read_bytes())
+        return len(pcm) / rate
 
     try:
         assert abs(agent_seconds("conv_cut", 500) - 1.5) < 0.1  # 1 s of silence + 0.5 s heard

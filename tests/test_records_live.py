@@ -16,21 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.realtime_helpers import silence, speech, words
-from tests.test_realtime_live import client_for, collect, send_audio
+from tests.realtime_helpers import decode_audio_file, silence, speech, words
+from tests.test_realtime_live import LOOKUP_TOOL, client_for, collect, say, send_audio
 
 pytestmark = [pytest.mark.live, pytest.mark.models]
-
-TOOL = {
-    "type": "function",
-    "name": "lookup_order",
-    "description": "Look up the status of a customer's order by its order id.",
-    "parameters": {
-        "type": "object",
-        "properties": {"order_id": {"type": "string"}},
-        "required": ["order_id"],
-    },
-}
 
 
 async def _converse(server: LiveServer) -> tuple[float, float]:
@@ -41,19 +30,13 @@ async def _converse(server: LiveServer) -> tuple[float, float]:
         await conn.session.update(
             session={
                 "type": "realtime",
-                "tools": [TOOL],
+                "tools": [LOOKUP_TOOL],
                 "instructions": "You are a shop assistant. Use tools to answer questions.",
                 "audio": {"input": {"transcription": {"model": "whisper-1"}}},
             }
         )
         # A tool call and its result.
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "What's the status of order 1001?"}],
-            }
-        )
+        await say(conn, "What's the status of order 1001?")
         await conn.response.create(response={"tool_choice": "required"})
         events = await collect(conn, "response.done", 120)
         heard += events
@@ -74,13 +57,7 @@ async def _converse(server: LiveServer) -> tuple[float, float]:
         await send_audio(conn, said)
         heard += await collect(conn, "response.done", 120)
         # A reply cancelled as it speaks.
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Tell me a long story about a dragon."}],
-            }
-        )
+        await say(conn, "Tell me a long story about a dragon.")
         await conn.response.create()
         heard += await collect(conn, "response.output_audio.delta", 120)
         await conn.response.cancel()
@@ -114,25 +91,14 @@ def _record(server: LiveServer) -> dict[str, Any]:
 
 
 def _duration(ogg: bytes) -> float:
-    import io
-
-    import av
-
-    with av.open(io.BytesIO(ogg)) as container:
-        frames = sum(f.samples for f in container.decode(audio=0))
-        return float(frames / container.streams.audio[0].rate)
+    pcm, rate = decode_audio_file(ogg)
+    return len(pcm) / rate
 
 
 def _layout(ogg: bytes) -> tuple[int, float]:
     """An audio file's channel count and duration."""
-    import io
-
-    import av
-
-    with av.open(io.BytesIO(ogg)) as container:
-        stream = container.streams.audio[0]
-        frames = sum(f.samples for f in container.decode(audio=0))
-        return int(stream.channels), float(frames / stream.rate)
+    pcm, rate = decode_audio_file(ogg)
+    return pcm.shape[1], len(pcm) / rate
 
 
 def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
@@ -215,13 +181,7 @@ def test_a_spoken_conversation_is_recorded_and_deleted(tmp_path: Path) -> None:
 async def _short_text_turn(server: LiveServer) -> str:
     async with client_for(server).realtime.connect(model="realtalk-local") as conn:
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
-        await conn.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Say hello."}],
-            }
-        )
+        await say(conn, "Say hello.")
         await conn.response.create()
         events = await collect(conn, "response.done", 120)
     done = events[-1]["response"]
