@@ -25,7 +25,7 @@ def main() -> None:
                 Path(tmp) / "question.wav",
                 [
                     silence(1500, 48_000),
-                    voice("What's the status of order 1001?", 48_000),
+                    voice("What's the status of order 1001?", 48_000, steady=True),
                     silence(40_000, 48_000),
                 ],
             )

@@ -93,7 +93,7 @@ def assert_events_conform(summary: dict[str, Any], events: list[dict[str, Any]])
 def test_agents_js_over_websocket(engine: LiveServer, tmp_path: Path) -> None:
     question = tmp_path / "question.pcm"
     pcm = np.concatenate(
-        [silence(500), voice("What's the status of order 1001?"), silence(2000)]
+        [silence(500), voice("What's the status of order 1001?", steady=True), silence(2000)]
     ).astype("<i2")
     question.write_bytes(pcm.tobytes())
     events_path = tmp_path / "events.jsonl"

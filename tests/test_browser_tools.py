@@ -57,7 +57,7 @@ def test_spoken_order_status(tmp_path: Path, execution: str) -> None:
             tmp_path / "status.wav",
             [
                 silence(1500, 48_000),
-                voice("What's the status of order 1001?", 48_000),
+                voice("What's the status of order 1001?", 48_000, steady=True),
                 silence(40_000, 48_000),
             ],
         )
