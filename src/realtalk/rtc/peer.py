@@ -23,6 +23,7 @@ from aiortc import (
 )
 
 from realtalk.audio.pcm import Int16Array
+from realtalk.rtc import jitter
 from realtalk.rtc.inbound import pump_inbound
 from realtalk.rtc.outbound import OutboundAudioTrack
 
@@ -113,6 +114,7 @@ class RealtimePeer:
         audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise BadOffer("The offer has no usable audio media section.")
+        jitter.install(audio[0].receiver)
         audio[0].sender.replaceTrack(self.output)
         audio[0].direction = "sendrecv"
         await pc.setLocalDescription(await pc.createAnswer())
