@@ -15,8 +15,12 @@ The machine's CPU model and a reference figure (Whisper base's ordinary 30-secon
 transcription of a 3.5 s clip, in this process) are printed first, so runs on different
 machines can be compared.
 
+``--uplink-loss 0.01`` drops that share of the caller's RTP packets (seeded, so runs compare)
+on their way to the server, as a lossy Wi-Fi link would.
+
 Usage: python bench/webrtc_turn.py [--url http://127.0.0.1:8000 --key KEY [--pid PID]]
                                    [--turns 24] [--modes server_vad,semantic_vad]
+                                   [--uplink-loss 0.01]
 Without --url it starts a server itself (and knows its PID for the CPU figures).
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import time
@@ -123,8 +128,22 @@ def quiet_tail_s(samples: np.ndarray, rate: int) -> float:
     return (len(samples) - (int(loud[-1]) + 1 if loud.size else 0)) / rate
 
 
+def lose_packets(client: RtcClient, share: float) -> None:
+    """Drop ``share`` of the RTP packets the caller's microphone sends (not RTCP)."""
+    transport = client.pc.getSenders()[0].transport
+    send = transport._send_rtp
+    chance = random.Random(543)
+
+    async def lossy(data: bytes) -> None:
+        if len(data) > 1 and not 192 <= data[1] <= 223 and chance.random() < share:
+            return
+        await send(data)
+
+    transport._send_rtp = lossy
+
+
 async def run_mode(
-    url: str, key: str, pid: int | None, mode: str, questions: list[str]
+    url: str, key: str, pid: int | None, mode: str, questions: list[str], loss: float = 0.0
 ) -> list[Turn]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         secret = (
@@ -151,6 +170,8 @@ async def run_mode(
         )
         answer.raise_for_status()
         await client.accept(answer.text)
+        if loss:
+            lose_packets(client, loss)
         await client.until("session.created")
         turns: list[Turn] = []
         try:
@@ -217,6 +238,9 @@ def main() -> None:
     parser.add_argument("--pid", type=int, help="the server's PID, for CPU figures with --url")
     parser.add_argument("--turns", type=int, default=len(HELD_OUT))
     parser.add_argument("--modes", default="server_vad,semantic_vad")
+    parser.add_argument(
+        "--uplink-loss", type=float, default=0.0, help="share of the caller's RTP packets lost"
+    )
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     if unknown := set(modes) - set(MODES):
@@ -233,12 +257,15 @@ def main() -> None:
     results: dict[str, list[Turn]] = {}
     try:
         for mode in modes:
-            results[mode] = asyncio.run(run_mode(url, key, pid, mode, questions))
+            results[mode] = asyncio.run(run_mode(url, key, pid, mode, questions, args.uplink_loss))
     finally:
         if process is not None:
             process.terminate()
             process.wait()
-    print(f"\nvoice-to-voice over WebRTC ({url}): end of speech sent → first reply audio heard")
+    lossy = f", {args.uplink_loss:.1%} of uplink RTP lost" if args.uplink_loss else ""
+    print(
+        f"\nvoice-to-voice over WebRTC ({url}{lossy}): end of speech sent → first reply audio heard"
+    )
     for mode, turns in results.items():
         print(summary(mode, turns, pid is not None))
     if pid is not None:
