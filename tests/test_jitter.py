@@ -11,6 +11,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
+from realtalk import metrics
 from realtalk.rtc import jitter
 from realtalk.rtc.jitter import BACKLOG, AudioJitterBuffer
 from realtalk.rtc.peer import RealtimePeer
@@ -80,14 +81,24 @@ def test_a_lost_packet_costs_a_frame_not_latency() -> None:
     assert lag(theirs) == 14
 
 
+def counted(outcome: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "realtalk_rtc_inbound_packets_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
 def test_losses_never_pile_up() -> None:
     buffer = AudioJitterBuffer()
+    lost_before = counted("lost")
     lost = {s for s in range(30, 3000, 37)} | {s for s in range(500, 3000, 101)}
     out = feed(buffer, [s for s in range(3000) if s not in lost])
     assert max(s - h for s, h in out if h is not None) <= 1 + BACKLOG
     assert lag(out) <= BACKLOG
     assert buffer.lost == len(lost)
     assert handed(out) == sorted(handed(out))
+    # /metrics counts them.
+    assert counted("lost") - lost_before == len(lost)
 
 
 def test_a_packet_given_up_on_is_not_handed_on_late() -> None:
@@ -116,8 +127,10 @@ def test_a_backlog_is_cut_to_its_bound() -> None:
     # A missing packet that arrives just in time leaves frames ready behind it; they are
     # handed on one per packet, and beyond the bound the oldest are dropped.
     buffer = AudioJitterBuffer(wait=5)
+    dropped_before = counted("dropped")
     out = feed(buffer, [0, 2, 3, 4, 5, 1, 6, 7])
-    assert out[5] == (1, 3) and buffer.dropped == 2  # 1 and 2 dropped: 4 ready, 1 + 2 kept
+    assert out[5] == (1, 3) and buffer.dropped == 2  # 5 ready: 1, 2 dropped, 3 on, 4, 5 kept
+    assert counted("dropped") - dropped_before == 2
     assert handed(out) == [0, 3, 4, 5] and lag(out) == BACKLOG
 
 

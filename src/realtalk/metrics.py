@@ -67,6 +67,13 @@ REMOTE_FAILURES = Counter(
     ["stage", "reason"],
     registry=REGISTRY,
 )
+RTC_INBOUND_PACKETS = Counter(
+    "realtalk_rtc_inbound_packets",
+    "Callers' RTP audio packets not played in order: lost (never came, or came too late) or "
+    "dropped (to keep the jitter buffer's backlog short).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 Stage = Literal[
     "end_of_speech_to_commit", "stt", "llm_first_token", "tts_first_audio", "commit_to_first_audio"

@@ -26,6 +26,8 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
+from realtalk import metrics
+
 log = logging.getLogger("realtalk.rtc")
 
 CAPACITY = 16
@@ -60,8 +62,7 @@ class AudioJitterBuffer(JitterBuffer):
             return False, None
         if ahead >= self._capacity:
             present = self._present()
-            self.dropped += present
-            self.lost += ahead - present
+            self._count(lost=ahead - present, dropped=present)
             self._packets = [None] * self._capacity
             self._origin = sequence
         self._packets[sequence % self._capacity] = packet
@@ -72,7 +73,7 @@ class AudioJitterBuffer(JitterBuffer):
             self._skip_missing()
         ready = self._ready()
         if ready > 1 + self.backlog:
-            self.dropped += ready - 1 - self.backlog
+            self._count(dropped=ready - 1 - self.backlog)
             self._advance(ready - 1 - self.backlog)
         first = self._slot(0)
         assert first is not None
@@ -95,9 +96,19 @@ class AudioJitterBuffer(JitterBuffer):
         return count
 
     def _skip_missing(self) -> None:
+        missing = 0
         while self._slot(0) is None:
-            self.lost += 1
+            missing += 1
             self._advance(1)
+        self._count(lost=missing)
+
+    def _count(self, *, lost: int = 0, dropped: int = 0) -> None:
+        self.lost += lost
+        self.dropped += dropped
+        if lost:
+            metrics.RTC_INBOUND_PACKETS.labels("lost").inc(lost)
+        if dropped:
+            metrics.RTC_INBOUND_PACKETS.labels("dropped").inc(dropped)
 
     def _advance(self, count: int) -> None:
         assert self._origin is not None
