@@ -80,6 +80,18 @@ async def say(connection: Any, text: str) -> None:
     )
 
 
+async def shop_session(connection: Any, instructions: str) -> None:
+    """A text-only session that offers ``LOOKUP_TOOL``."""
+    await connection.session.update(
+        session={
+            "type": "realtime",
+            "output_modalities": ["text"],
+            "tools": [LOOKUP_TOOL],
+            "instructions": instructions,
+        }
+    )
+
+
 def b64(samples: np.ndarray) -> str:
     return base64.b64encode(samples.astype("<i2").tobytes()).decode()
 
@@ -165,14 +177,7 @@ async def test_spoken_turn_with_server_vad(engine: LiveServer, whisper: Any) -> 
 
 async def test_function_call_round_trip(engine: LiveServer) -> None:
     async with client_for(engine).realtime.connect(model="realtalk-local") as conn:
-        await conn.session.update(
-            session={
-                "type": "realtime",
-                "output_modalities": ["text"],
-                "tools": [LOOKUP_TOOL],
-                "instructions": "You are a shop assistant. Use tools to answer questions.",
-            }
-        )
+        await shop_session(conn, "You are a shop assistant. Use tools to answer questions.")
         await say(conn, "What's the status of order 1001?")
         await conn.response.create()
         events = await collect(conn, "response.done")
@@ -200,15 +205,8 @@ async def test_the_prompt_start_is_read_while_the_user_is_silent(engine: LiveSer
 
     async def first_reply(pause_s: float) -> dict[str, Any]:
         async with client_for(engine).realtime.connect(model="realtalk-local") as conn:
-            await conn.session.update(
-                session={
-                    "type": "realtime",
-                    "output_modalities": ["text"],
-                    "tools": [LOOKUP_TOOL],
-                    # Unique: no earlier prompt in the model's cache starts the same way.
-                    "instructions": f"Session {time.time_ns()}. You are a shop assistant.",
-                }
-            )
+            # Unique: no earlier prompt in the model's cache starts the same way.
+            await shop_session(conn, f"Session {time.time_ns()}. You are a shop assistant.")
             await collect(conn, "session.updated")
             await asyncio.sleep(pause_s)  # the user has not said anything yet
             await say(conn, "Say hello.")
