@@ -11,10 +11,10 @@ later turn by 280 ms more: the engine hears the end of speech that much later.
 hands each packet on as soon as it is the next in sequence (an audio RTP packet is a whole
 frame). A packet missing from the sequence is waited for until :data:`WAIT` newer ones have
 come (40 ms at Opus' 20 ms: a packet overtaken by the next one still fits), then given up as
-lost, and is dropped if it comes later. When frames are ready faster
-than one per packet (after a wait), at most :data:`BACKLOG` are kept; older ones are dropped,
-so the delay after a loss is at most that many frames. :func:`install` puts it in place of
-aiortc's in a receiver.
+lost, and is dropped if it comes later. When frames are ready faster than one per packet
+(after a wait), at most :data:`BACKLOG` are kept; older ones are dropped, so the delay after
+a loss is at most that many frames. :func:`install` puts it in place of aiortc's in a
+receiver.
 """
 
 from __future__ import annotations
