@@ -140,7 +140,7 @@ class CallDirectory:
                     tasks.create_task(self._relay(call_id))
         finally:
             with contextlib.suppress(RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def _refresh(self) -> None:
         while True:
@@ -191,7 +191,7 @@ class CallDirectory:
             with contextlib.suppress(ValueError):
                 session.listeners.remove(queue)
             with contextlib.suppress(RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             self._relays.discard(call_id)
 
     async def _publish_events(self, channel: str, queue: Outbox) -> None:
@@ -278,4 +278,4 @@ class SidebandRelay:
 
     async def aclose(self) -> None:
         with contextlib.suppress(RedisError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
