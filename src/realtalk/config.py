@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     page_turn_detection: Literal["server_vad", "semantic_vad", "none"] = "semantic_vad"
     """Sessions the app backend mints for the page: the end-of-turn model ends a finished
     question without a fixed silence window and waits through "um" (its median reply comes
-    ~0.1–0.2 s after server_vad's at 500 ms on two cores: see README, *Latency*)."""
+    ~0.1–0.2 s after server_vad's at 500 ms on two cores: see docs/latency.md)."""
     vad_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     vad_silence_duration_ms: int = Field(default=500, ge=0, le=10_000)
     vad_prefix_padding_ms: int = Field(default=300, ge=0, le=10_000)

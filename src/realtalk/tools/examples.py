@@ -1,7 +1,7 @@
 """Example tools that work offline: orders in SQLite, the time anywhere, the weather.
 
 ``example_registry(data_dir)`` builds them; the orders database is created and seeded on first
-use in ``<data_dir>/orders.sqlite3``. Add your own tools the same way (see README).
+use in ``<data_dir>/orders.sqlite3``. Add your own tools the same way (see docs/tools.md).
 """
 
 from __future__ import annotations

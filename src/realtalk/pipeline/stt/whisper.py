@@ -4,7 +4,7 @@ Whisper's encoder is trained on 30-second windows, and faster-whisper's ``transc
 every input to one; for a 2–3 s voice turn almost all of that work is padding. With
 ``window="fit"`` the CTranslate2 model is given the log-mel of the utterance plus at least
 ``FIT_PAD_S`` of silence (``FIT_MIN_S`` in all) instead: several times less work at a similar
-word error (see README, *Transcription accuracy*). Timestamps stay on, segments that start
+word error (see docs/latency.md, *Transcription accuracy*). Timestamps stay on, segments that start
 after the audio has ended are dropped, and a decode that loops on its own words (Whisper's
 failure on short windows) is redone on the ordinary 30-second path, as are turns longer than
 ``FIT_MAX_S``.
