@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +51,31 @@ class LiveServer:
     api_key: str
     log_path: Path
     process: subprocess.Popen[bytes]
+    ca_file: Path | None = None
+    """With TLS: the CA that signed the server's certificate (``url`` is then https://)."""
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's ``verify`` for this server: its CA with TLS, else the default."""
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
 
 def start_server(
-    tmp_path: Path, name: str, env: dict[str, str] | None = None, ready: bool = False
+    tmp_path: Path,
+    name: str,
+    env: dict[str, str] | None = None,
+    ready: bool = False,
+    *,
+    args: Sequence[str] = (),
+    ca_file: Path | None = None,
 ) -> LiveServer:
-    """Start ``realtalk serve`` in its own process on a free loopback port."""
+    """Start ``realtalk serve`` in its own process on a free loopback port. ``args``: more
+    command-line options; ``ca_file``: the server speaks TLS (``args`` or ``env`` give its
+    certificate) with a certificate signed by this CA."""
     port = free_port()
     api_key = f"rt_live_{name}_key_0123456789abcdef"
     full_env = {
@@ -74,21 +91,26 @@ def start_server(
         **(env or {}),
     }
     log_path = tmp_path / f"server-{name}.log"
+    serve = [sys.executable, "-m", "realtalk", "serve"]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "realtalk", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*serve, "--host", "127.0.0.1", "--port", str(port), *args],
             env=full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", full_env["REALTALK_API_KEY"], log_path, process)
+    scheme = "http" if ca_file is None else "https"
+    server = LiveServer(
+        f"{scheme}://127.0.0.1:{port}", full_env["REALTALK_API_KEY"], log_path, process, ca_file
+    )
+    verify = server.verify()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log_text()}")
         try:
-            response = httpx.get(f"{server.url}/healthz", timeout=1)
+            response = httpx.get(f"{server.url}/healthz", timeout=1, verify=verify)
             if not ready or response.status_code == 200:
                 return server
         except httpx.HTTPError:

@@ -1,4 +1,4 @@
-"""``realtalk serve`` and ``realtalk models``."""
+"""``realtalk serve``, ``realtalk models`` and ``realtalk dev-cert``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from realtalk.config import ConfigError, Settings, ensure_api_key, load_settings, mask_secret
 from realtalk.logs import use_json_logs
@@ -82,10 +83,18 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         print(f"realtalk: {exc}", file=sys.stderr)
         return 2
     configure_server_logging(key)
+    if settings.ssl_certfile is not None:
+        # uvicorn's own "running on" line then says https://; the engine's URLs handed to the
+        # page (/api/realtime/session) follow each request's scheme.
+        logging.getLogger("realtalk").info(
+            "TLS on: certificate %s, key %s", settings.ssl_certfile, settings.ssl_keyfile
+        )
     config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=port or settings.port,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
         log_config=None,
         http=bounded_http_protocol(settings.header_timeout_s),
         ws=RealtimeWebSocketProtocol,
@@ -105,15 +114,51 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     return 0 if server.started else 3  # uvicorn's status for a failed startup
 
 
+def _dev_cert(settings: Settings, folder: Path | None, hosts: list[str]) -> int:
+    from realtalk.devcert import DevCertError, how_to_use, make_dev_certificate
+
+    try:
+        made = make_dev_certificate(folder or settings.data_dir / "tls", hosts)
+    except (DevCertError, OSError) as exc:
+        print(f"realtalk: {exc}", file=sys.stderr)
+        return 2
+    print(how_to_use(made), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="realtalk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument(
+        "--ssl-certfile",
+        type=Path,
+        help="PEM certificate: serve https:// and wss:// (default REALTALK_SSL_CERTFILE)",
+    )
+    serve.add_argument(
+        "--ssl-keyfile",
+        type=Path,
+        help="its unencrypted PEM private key (default REALTALK_SSL_KEYFILE)",
+    )
     models = sub.add_parser("models", help="list, verify or prepare the local model cache")
     models.add_argument("action", nargs="?", default="list", choices=["list", "verify", "prepare"])
     models.add_argument("ids", nargs="*", help="model ids (default: the configured ones)")
+    dev_cert = sub.add_parser(
+        "dev-cert",
+        help="make a local CA and a TLS certificate for development (localhost, 127.0.0.1, ::1)",
+    )
+    dev_cert.add_argument(
+        "--dir", type=Path, help="where to write them (default <REALTALK_DATA_DIR>/tls)"
+    )
+    dev_cert.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name or IP address for the certificate (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -122,8 +167,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("REALTALK_DEBUG", "")
     for name in filter(None, debug.split(",")):  # e.g. REALTALK_DEBUG=realtalk.session
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)
+    overrides: dict[str, Path | None]
+    if args.command == "serve":
+        # A flag wins over its REALTALK_SSL_* variable; both are checked the same way.
+        overrides = {
+            name: value
+            for name in ("ssl_certfile", "ssl_keyfile")
+            if (value := getattr(args, name)) is not None
+        }
+    else:
+        # The certificate files may not exist yet (dev-cert makes them), and only serve uses them.
+        overrides = {"ssl_certfile": None, "ssl_keyfile": None}
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         print(f"realtalk: {exc}", file=sys.stderr)
         return 2
@@ -131,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_json_logs()
     if args.command == "models":
         return _models(settings, args.action, args.ids)
+    if args.command == "dev-cert":
+        return _dev_cert(settings, args.dir, args.host)
     return _serve(settings, args.host, args.port)
 
 

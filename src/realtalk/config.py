@@ -10,11 +10,19 @@ import ipaddress
 import json
 import os
 import secrets
+import ssl
 import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -51,6 +59,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    ssl_certfile: Path | None = None
+    """PEM certificate (chain) for TLS: ``realtalk serve`` answers https:// and wss://
+    (``realtalk dev-cert`` makes one for development). Needs ``ssl_keyfile``."""
+    ssl_keyfile: Path | None = None
+    """The certificate's private key (PEM, not encrypted)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mint_rate_limit: str = "20/minute"
     redis_url: str | None = None
@@ -268,12 +281,80 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
 
+    @field_validator("ssl_certfile", "ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _check_readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser()
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except FileNotFoundError:
+            raise ValueError(f"{str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ValueError(f"{str(path)!r} is a directory, not a PEM file") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        return path
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> Settings:
+        cert, key = self.ssl_certfile, self.ssl_keyfile
+        if cert is None and key is None:
+            return self
+        if cert is None or key is None:
+            given, missing = (CERTFILE, KEYFILE) if key is None else (KEYFILE, CERTFILE)
+            raise ValueError(
+                f"{given} is set but {missing} is not: TLS needs both the certificate and its key"
+            )
+        _check_tls_files(cert, key)
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{value!r} is not a redis://, rediss:// or unix:// URL")
         return value or None
+
+
+CERTFILE = "REALTALK_SSL_CERTFILE (--ssl-certfile)"
+KEYFILE = "REALTALK_SSL_KEYFILE (--ssl-keyfile)"
+
+
+def _no_password() -> str:
+    raise ValueError("the key is encrypted (realtalk needs an unencrypted key file)")
+
+
+def _check_tls_files(cert: Path, key: Path) -> None:
+    """Raise ValueError unless ``cert`` and ``key`` load as a server's certificate and key."""
+    cert_text = cert.read_bytes().decode("ascii", "replace")
+    key_text = key.read_bytes().decode("ascii", "replace")
+    if "-----BEGIN CERTIFICATE-----" not in cert_text:
+        raise ValueError(f"{CERTFILE} {str(cert)!r} holds no PEM certificate")
+    if "PRIVATE KEY-----" not in key_text:
+        raise ValueError(f"{KEYFILE} {str(key)!r} holds no PEM private key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A callable password: an encrypted key fails here instead of prompting on a tty.
+        context.load_cert_chain(cert, key, password=_no_password)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None)
+        if reason == "KEY_VALUES_MISMATCH":
+            detail = "the key is not this certificate's"
+        elif isinstance(exc, ValueError):
+            detail = str(exc)
+        else:
+            detail = f"OpenSSL could not load them ({reason or exc})"
+        raise ValueError(
+            f"{CERTFILE} {str(cert)!r} with {KEYFILE} {str(key)!r}: {detail}"
+        ) from None
 
 
 class ConfigError(Exception):
@@ -284,6 +365,10 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     field = str(loc[0]) if loc else "?"
     if field == "openai_api_key":
         return "OPENAI_API_KEY"
+    if field == "ssl_certfile":
+        return CERTFILE
+    if field == "ssl_keyfile":
+        return KEYFILE
     return f"REALTALK_{field.upper()}"
 
 
@@ -294,7 +379,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ConfigError(f"invalid {_env_name(first.get('loc', ()))}: {message}") from None
+        loc = first.get("loc", ())
+        if not loc:  # a check across settings: its message names them
+            raise ConfigError(f"invalid settings: {message}") from None
+        raise ConfigError(f"invalid {_env_name(loc)}: {message}") from None
 
 
 def mask_secret(value: str) -> str:
